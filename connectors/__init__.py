@@ -1,0 +1,1 @@
+"""Everything that touches the outside: sources, the CAPI client and sink, the emulator."""

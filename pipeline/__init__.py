@@ -1,0 +1,1 @@
+"""Assembly: options, the Beam graph, the command line and the run report."""

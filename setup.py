@@ -1,0 +1,35 @@
+"""Packaging for capi-sync: also the file Dataflow workers install with --setup_file."""
+import setuptools
+
+VERSION = "0.1.0"
+
+setuptools.setup(
+    name="capi-sync",
+    version=VERSION,
+    description=(
+        "Apache Beam pipeline that sends warehouse and Parquet conversions to the "
+        "OpenAI Conversions API"
+    ),
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
+    package_data={"transforms": ["*.yaml"], "pipeline": ["*.json", "Dockerfile"],
+                  "connectors": ["*.yaml"]},
+    include_package_data=True,
+    install_requires=[
+        "apache-beam[gcp]>=2.60,<3",   # the pipeline, its IO and Dataflow runner
+        "requests>=2.31",              # the CAPI client (pooled HTTP sessions)
+        "pyarrow>=14",                 # Parquet and columnar mapping
+        "phonenumbers>=8.13",          # phone normalization to E.164
+        "pycountry>=23",               # country names / alpha-3 to alpha-2
+        "iso4217>=1.11",               # currency codes and minor-unit exponents
+        "PyYAML>=6",                   # mapping files
+        "jsonschema>=4.18",            # mapping file validation
+        "duckdb>=1.0",                 # duckdb:// SQL source
+        "psycopg[binary]>=3.1",        # postgresql:// (and Redshift) SQL source
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9"],
+        "gcp-secrets": ["google-cloud-secret-manager>=2"],
+    },
+    entry_points={"console_scripts": ["capi-sync=pipeline.cli:main"]},
+)

@@ -1,0 +1,48 @@
+import pytest
+
+from transforms.batching import RequestBatcher
+from transforms.events import MappedEvent
+
+
+def mapped(event_id, event_type="order_created", pixel="px_1"):
+    return MappedEvent(pixel_id=pixel, event={"id": event_id, "type": event_type}, source=None)
+
+
+def ids(batch):
+    return [m.event["id"] for m in batch]
+
+
+def test_full_requests_come_out_as_soon_as_they_fill():
+    batcher = RequestBatcher(batch_size=2)
+    assert batcher.add(mapped("a")) is None
+    assert ids(batcher.add(mapped("b"))) == ["a", "b"]
+    assert batcher.add(mapped("c")) is None
+    assert [ids(b) for b in batcher.flush()] == [["c"]]
+    assert batcher.flush() == []
+
+
+def test_requests_are_per_pixel():
+    batcher = RequestBatcher(batch_size=3)
+    full = batcher.add_all([mapped("a", pixel="p1"), mapped("b", pixel="p2"), mapped("c", pixel="p1")])
+    assert full == []
+    flushed = {b[0].pixel_id: ids(b) for b in batcher.flush()}
+    assert flushed == {"p1": ["a", "c"], "p2": ["b"]}
+
+
+def test_same_type_and_id_twice_in_one_request_keeps_the_first():
+    batcher = RequestBatcher(batch_size=10)
+    batcher.add_all([mapped("a"), mapped("a"), mapped("a", "page_viewed"), mapped("b")])
+    assert [ids(b) for b in batcher.flush()] == [["a", "a", "b"]]
+    assert batcher.duplicates == 1
+
+
+def test_same_id_in_the_next_request_is_not_a_duplicate_within_a_request():
+    batcher = RequestBatcher(batch_size=1)
+    assert len(batcher.add_all([mapped("a"), mapped("a")])) == 2
+    assert batcher.duplicates == 0
+
+
+@pytest.mark.parametrize("size", [0, 1001, -5])
+def test_batch_size_outside_the_api_limit_is_refused(size):
+    with pytest.raises(ValueError, match="1..1000"):
+        RequestBatcher(batch_size=size)

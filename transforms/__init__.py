@@ -1,0 +1,1 @@
+"""Pure-Python core: mapping, normalization, hashing, values, validation, batching. No Beam here."""

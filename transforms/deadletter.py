@@ -1,0 +1,30 @@
+"""The dead-letter record (contract section 7): one JSON line per row that was not delivered."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A row or event that could not be delivered, with a stable reason code.
+
+    `event` is the mapped, already-hashed event when mapping got that far (so the record can be
+    replayed as input); it never holds clear-text PII. `source` says where the row came from,
+    e.g. "gs://bucket/export-0001.parquet#row=17" or "sql:orders#row=42".
+    """
+
+    reason: str
+    detail: str
+    event_id: str | None = None
+    source: str | None = None
+    event: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> DeadLetter:
+        record = json.loads(line)
+        return cls(**{f.name: record.get(f.name) for f in dataclasses.fields(cls)})

@@ -1,0 +1,54 @@
+"""Facts about the CAPI event (contract sections 2 and 3) shared by the mapper, validator and emulator."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+MAX_EVENTS_PER_REQUEST = 1000
+DEFAULT_ENDPOINT = "https://bzr.openai.com/v1/events"
+INTEGRATION_SOURCE = "capi-sync"
+
+MAX_AGE_MS = 7 * 24 * 3600 * 1000        # events older than 7 days are rejected
+MAX_FUTURE_MS = 10 * 60 * 1000           # ... and more than 10 minutes ahead
+
+CONTENTS = "contents"
+CUSTOMER_ACTION = "customer_action"
+PLAN_ENROLLMENT = "plan_enrollment"
+CUSTOM = "custom"
+
+DATA_TYPE_BY_EVENT_TYPE = {
+    "page_viewed": CONTENTS,
+    "contents_viewed": CONTENTS,
+    "items_added": CONTENTS,
+    "checkout_started": CONTENTS,
+    "order_created": CONTENTS,
+    "lead_created": CUSTOMER_ACTION,
+    "registration_completed": CUSTOMER_ACTION,
+    "appointment_scheduled": CUSTOMER_ACTION,
+    "app_installed": CUSTOMER_ACTION,
+    "app_opened": CUSTOMER_ACTION,
+    "subscription_created": PLAN_ENROLLMENT,
+    "trial_started": PLAN_ENROLLMENT,
+    "custom": CUSTOM,
+}
+EVENT_TYPES = frozenset(DATA_TYPE_BY_EVENT_TYPE)
+MOBILE_APP_ONLY_TYPES = frozenset({"app_installed", "app_opened"})
+ACTION_SOURCES = frozenset(
+    {"web", "mobile_app", "offline", "physical_store", "phone_call", "email", "other"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MappedEvent:
+    """One wire-ready event on its way to a request, with where it came from.
+
+    `event` is the JSON-ready CAPI event (user fields already hashed); `source` is the row
+    reference used in dead letters ("export.parquet#row=17").
+    """
+
+    pixel_id: str | None
+    event: dict[str, Any]
+    source: str | None = None
+
+    @property
+    def dedup_key(self) -> tuple[str | None, str, str]:
+        return (self.pixel_id, self.event.get("type"), self.event.get("id"))

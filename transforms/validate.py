@@ -1,0 +1,251 @@
+"""Check a mapped CAPI event against every documented rule (contract sections 3 and 5).
+
+`validate_event` is pure and fast: it runs on every event the mapper produces and again in the
+emulator for every event it receives. It returns the FIRST violation found, as a reason code from
+`transforms.reasons` plus a readable detail. The detail names fields and rules, never user values
+(no PII): `"data.contents[2].quantity must be an integer"`, not the value that was there.
+
+Which reason a data-shape rule maps to (section 7 has a fixed list of codes):
+- anything wrong with `data` itself, `data.type`, `data.plan_id` placement, `data.contents` and
+  its items (other than money) -> `invalid_contents`;
+- money amounts (event or item) that are not non-negative integers -> `invalid_amount`;
+- amount without any applicable currency -> `missing_currency`; a currency that is not an
+  upper-case ISO 4217 code -> `invalid_currency`;
+- app_installed / app_opened without `action_source: mobile_app` -> `invalid_action_source`;
+- top-level optional fields of the wrong JSON type (`oppref`, `user`, `opt_out`) -> `mapping_error`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from iso4217 import Currency
+
+from transforms import reasons
+from transforms.events import (
+    ACTION_SOURCES,
+    CONTENTS,
+    CUSTOM,
+    CUSTOMER_ACTION,
+    DATA_TYPE_BY_EVENT_TYPE,
+    MAX_AGE_MS,
+    MAX_FUTURE_MS,
+    MOBILE_APP_ONLY_TYPES,
+    PLAN_ENROLLMENT,
+)
+
+ISO_4217_CODES = frozenset(currency.code for currency in Currency)
+
+# The seeds: lower-case letters, digits, underscores, dashes; 1-64 characters.
+_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+_BUILT_IN_NAMES = frozenset(name for name in DATA_TYPE_BY_EVENT_TYPE if name != CUSTOM)
+
+# Members each data.type may carry. `custom` data may carry further members of the user's choosing.
+_DATA_MEMBERS = {
+    CONTENTS: frozenset({"type", "amount", "currency", "contents"}),
+    CUSTOMER_ACTION: frozenset({"type", "amount", "currency"}),
+    PLAN_ENROLLMENT: frozenset({"type", "amount", "currency", "contents", "plan_id"}),
+}
+_ITEM_STRING_FIELDS = ("id", "group_id", "name", "content_type")
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """The first rule an event breaks: a stable reason code and a PII-free explanation."""
+
+    reason: str
+    detail: str
+
+
+def check_timestamp_window(timestamp_ms: int, now_ms: int) -> Violation | None:
+    """Exactly 7 days old is accepted, 1 ms more is stale; exactly +10 min is accepted, +1 ms is not."""
+    if timestamp_ms < now_ms - MAX_AGE_MS:
+        return Violation(reasons.STALE_TIMESTAMP, "timestamp_ms is more than 7 days in the past")
+    if timestamp_ms > now_ms + MAX_FUTURE_MS:
+        return Violation(reasons.FUTURE_TIMESTAMP,
+                         "timestamp_ms is more than 10 minutes in the future")
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int in Python but `true` is not an amount on the wire.
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def validate_event(event: Mapping[str, Any], now_ms: int) -> Violation | None:
+    """Return the first violated rule of `event`, or None when the API would accept it."""
+    if not isinstance(event, Mapping):
+        return Violation(reasons.MAPPING_ERROR, "event must be a JSON object")
+
+    if not _is_nonempty_str(event.get("id")):
+        return Violation(reasons.MISSING_ID, "id must be a non-empty string")
+
+    event_type = event.get("type")
+    if not isinstance(event_type, str) or event_type not in DATA_TYPE_BY_EVENT_TYPE:
+        return Violation(reasons.INVALID_TYPE,
+                         "type must be one of: " + ", ".join(sorted(DATA_TYPE_BY_EVENT_TYPE)))
+
+    timestamp_ms = event.get("timestamp_ms")
+    if not _is_int(timestamp_ms):
+        return Violation(reasons.INVALID_TIMESTAMP,
+                         "timestamp_ms must be an integer (epoch milliseconds)")
+    violation = check_timestamp_window(timestamp_ms, now_ms)
+    if violation is not None:
+        return violation
+
+    if event_type == CUSTOM:
+        violation = _check_custom_event_name(event.get("custom_event_name"))
+        if violation is not None:
+            return violation
+
+    violation = _check_action_source(event, event_type)
+    if violation is not None:
+        return violation
+
+    violation = _check_optional_fields(event)
+    if violation is not None:
+        return violation
+
+    return _check_data(event.get("data"), DATA_TYPE_BY_EVENT_TYPE[event_type], event_type)
+
+
+def _check_custom_event_name(name: Any) -> Violation | None:
+    if not isinstance(name, str) or not name:
+        return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
+                         "custom_event_name is required when type is custom")
+    if _CUSTOM_EVENT_NAME.fullmatch(name) is None:
+        return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
+                         "custom_event_name must be 1-64 characters of a-z, 0-9, '_' or '-'")
+    if name in _BUILT_IN_NAMES:
+        return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
+                         f"custom_event_name must not reuse the built-in event name {name!r}")
+    return None
+
+
+def _check_action_source(event: Mapping[str, Any], event_type: str) -> Violation | None:
+    action_source = event.get("action_source")
+    if action_source is None:
+        return Violation(reasons.INVALID_ACTION_SOURCE, "action_source is required")
+    if not isinstance(action_source, str) or action_source not in ACTION_SOURCES:
+        return Violation(reasons.INVALID_ACTION_SOURCE,
+                         "action_source must be one of: " + ", ".join(sorted(ACTION_SOURCES)))
+    if event_type in MOBILE_APP_ONLY_TYPES and action_source != "mobile_app":
+        return Violation(reasons.INVALID_ACTION_SOURCE,
+                         f"{event_type} requires action_source mobile_app")
+    source_url = event.get("source_url")
+    if action_source == "web" and source_url is None:
+        return Violation(reasons.MISSING_SOURCE_URL, "source_url is required when action_source"
+                                                     " is web")
+    if source_url is not None and not _is_nonempty_str(source_url):
+        return Violation(reasons.MISSING_SOURCE_URL, "source_url must be a non-empty string")
+    return None
+
+
+def _check_optional_fields(event: Mapping[str, Any]) -> Violation | None:
+    oppref = event.get("oppref")
+    if oppref is not None and not isinstance(oppref, str):
+        return Violation(reasons.MAPPING_ERROR, "oppref must be a string")
+    user = event.get("user")
+    if user is not None and not isinstance(user, Mapping):
+        return Violation(reasons.MAPPING_ERROR, "user must be an object")
+    opt_out = event.get("opt_out")
+    if opt_out is not None and not isinstance(opt_out, bool):
+        return Violation(reasons.MAPPING_ERROR, "opt_out must be a boolean")
+    return None
+
+
+def _check_data(data: Any, data_type: str, event_type: str) -> Violation | None:
+    if not isinstance(data, Mapping):
+        return Violation(reasons.INVALID_CONTENTS, "data is required and must be an object")
+    if data.get("type") != data_type:
+        return Violation(reasons.INVALID_CONTENTS,
+                         f"data.type must be {data_type!r} for {event_type} events")
+
+    allowed = _DATA_MEMBERS.get(data_type)
+    if allowed is not None:
+        for key in data:
+            if key not in allowed:
+                if key == "plan_id":
+                    return Violation(reasons.INVALID_CONTENTS,
+                                     "data.plan_id is only allowed for plan_enrollment and custom")
+                if key == "contents":
+                    return Violation(reasons.INVALID_CONTENTS,
+                                     "data.contents is not allowed for customer_action")
+                return Violation(reasons.INVALID_CONTENTS,
+                                 f"data.{key} is not a member of {data_type} data")
+
+    plan_id = data.get("plan_id")
+    if plan_id is not None and not _is_nonempty_str(plan_id):
+        return Violation(reasons.INVALID_CONTENTS, "data.plan_id must be a non-empty string")
+
+    currency = data.get("currency")
+    violation = _check_money(data.get("amount"), currency, None, "data")
+    if violation is not None:
+        return violation
+
+    contents = data.get("contents")
+    if contents is not None:
+        return _check_contents(contents, currency)
+    return None
+
+
+def _check_money(amount: Any, currency: Any, fallback_currency: Any, where: str
+                 ) -> Violation | None:
+    """amount: a non-negative integer of minor units; currency: upper-case ISO 4217 code.
+
+    A currency is needed when amount is set; `fallback_currency` (data.currency, for items)
+    satisfies that need.
+    """
+    if currency is not None and (not isinstance(currency, str) or currency not in ISO_4217_CODES):
+        return Violation(reasons.INVALID_CURRENCY,
+                         f"{where}.currency must be an upper-case ISO 4217 code")
+    if amount is None:
+        return None
+    if not _is_int(amount):
+        return Violation(reasons.INVALID_AMOUNT,
+                         f"{where}.amount must be an integer of minor units (cents)")
+    if amount < 0:
+        return Violation(reasons.INVALID_AMOUNT, f"{where}.amount must not be negative")
+    if currency is None and fallback_currency is None:
+        if where == "data":
+            return Violation(reasons.MISSING_CURRENCY,
+                             "data.currency is required when data.amount is set")
+        return Violation(reasons.MISSING_CURRENCY,
+                         f"{where}.currency is required when the item has an amount and"
+                         " data.currency is absent")
+    return None
+
+
+def _check_contents(contents: Any, data_currency: Any) -> Violation | None:
+    if not isinstance(contents, list):
+        return Violation(reasons.INVALID_CONTENTS, "data.contents must be a list")
+    for index, item in enumerate(contents):
+        where = f"data.contents[{index}]"
+        if not isinstance(item, Mapping):
+            return Violation(reasons.INVALID_CONTENTS, f"{where} must be an object")
+        for field in _ITEM_STRING_FIELDS:
+            value = item.get(field)
+            if value is not None and not isinstance(value, str):
+                return Violation(reasons.INVALID_CONTENTS, f"{where}.{field} must be a string")
+        quantity = item.get("quantity")
+        if quantity is not None and not _is_int(quantity):
+            return Violation(reasons.INVALID_CONTENTS, f"{where}.quantity must be an integer")
+        variant_dict = item.get("variant_dict")
+        if variant_dict is not None:
+            if not isinstance(variant_dict, Mapping):
+                return Violation(reasons.INVALID_CONTENTS,
+                                 f"{where}.variant_dict must be an object of strings")
+            for key, value in variant_dict.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    return Violation(reasons.INVALID_CONTENTS,
+                                     f"{where}.variant_dict must be an object of strings")
+        violation = _check_money(item.get("amount"), item.get("currency"), data_currency, where)
+        if violation is not None:
+            return violation
+    return None
