@@ -4,6 +4,7 @@ The same flags work on DirectRunner and Dataflow; Beam's own flags (--runner, --
 pass through untouched. Secrets never travel here: the options name *where* the API key is
 (an environment variable or a Secret Manager resource), never the key itself.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,95 +24,214 @@ _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$
 class CapiSyncOptions(PipelineOptions):
     """Options of `capi-sync`; see the README's option table."""
 
+    # Every dashed flag also answers to its underscore spelling (--pixel_id): Dataflow Flex
+    # Templates pass parameters that way.
     @classmethod
     def _add_argparse_args(cls, parser):
         source = parser.add_argument_group("source (exactly one of)")
-        source.add_argument("--input", action="append", default=None, metavar="PATTERN",
-                            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; repeatable")
-        source.add_argument("--input-format", dest="input_format", default="auto",
-                            choices=INPUT_FORMATS,
-                            help="file format; 'dead-letter' re-sends the events of dead-letter files")
-        source.add_argument("--bigquery-table", dest="bigquery_table", default=None,
-                            help="PROJECT:DATASET.TABLE read with Beam's native BigQuery reader")
-        source.add_argument("--bigquery-query", dest="bigquery_query", default=None,
-                            help="standard-SQL query; may use @since for incremental syncs")
-        source.add_argument("--sql-url", dest="sql_url", default=None,
-                            help="duckdb:///path.db or postgresql://user@host/db (Redshift too)")
-        source.add_argument("--sql-query", dest="sql_query", default=None,
-                            help="query for --sql-url; may use %%(since)s for incremental syncs")
+        source.add_argument(
+            "--input",
+            action="append",
+            default=None,
+            metavar="PATTERN",
+            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; repeatable",
+        )
+        source.add_argument(
+            "--input-format",
+            "--input_format",
+            dest="input_format",
+            default="auto",
+            choices=INPUT_FORMATS,
+            help="file format; 'dead-letter' re-sends the events of dead-letter files",
+        )
+        source.add_argument(
+            "--bigquery-table",
+            "--bigquery_table",
+            dest="bigquery_table",
+            default=None,
+            help="PROJECT:DATASET.TABLE read with Beam's native BigQuery reader",
+        )
+        source.add_argument(
+            "--bigquery-query",
+            "--bigquery_query",
+            dest="bigquery_query",
+            default=None,
+            help="standard-SQL query; may use @since for incremental syncs",
+        )
+        source.add_argument(
+            "--sql-url",
+            "--sql_url",
+            dest="sql_url",
+            default=None,
+            help="duckdb:///path.db or postgresql://user@host/db (Redshift too)",
+        )
+        source.add_argument(
+            "--sql-query",
+            "--sql_query",
+            dest="sql_query",
+            default=None,
+            help="query for --sql-url; may use %%(since)s for incremental syncs",
+        )
 
         mapping = parser.add_argument_group("mapping")
-        mapping.add_argument("--mapping", default=None, metavar="FILE",
-                             help="YAML mapping file; omitted = the default mapping")
+        mapping.add_argument(
+            "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
+        )
 
         delivery = parser.add_argument_group("delivery")
-        delivery.add_argument("--pixel-id", dest="pixel_id", default=None,
-                              help="pixel to send to (rows may override it via the mapping)")
-        delivery.add_argument("--api-key-env", dest="api_key_env", default=DEFAULT_API_KEY_ENV,
-                              help="environment variable holding the Conversions API key")
-        delivery.add_argument("--api-key-secret", dest="api_key_secret", default=None,
-                              help="GCP Secret Manager resource projects/P/secrets/S/versions/V")
-        delivery.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
-                              help="CAPI endpoint; plain http:// only to loopback")
-        delivery.add_argument("--validate-only", dest="validate_only", action="store_true",
-                              default=False, help="test mode: the API validates, records nothing")
-        delivery.add_argument("--batch-size", dest="batch_size", type=int,
-                              default=MAX_EVENTS_PER_REQUEST, help="events per request, 1..1000")
-        delivery.add_argument("--max-in-flight", dest="max_in_flight", type=int, default=4,
-                              help="concurrent requests per worker (1..32); backs off on 429")
-        delivery.add_argument("--max-attempts", dest="max_attempts", type=int, default=8,
-                              help="attempts per request before retries_exhausted")
-        delivery.add_argument("--retry-budget-seconds", dest="retry_budget_seconds", type=float,
-                              default=300.0, help="total time per request across retries")
-        delivery.add_argument("--dedupe", action="store_true", default=False,
-                              help="run-wide dedup on (pixel, type, id); costs a shuffle")
-        delivery.add_argument("--skip-preflight", dest="skip_preflight", action="store_true",
-                              default=False, help="do not check the key before reading data")
+        delivery.add_argument(
+            "--pixel-id",
+            "--pixel_id",
+            dest="pixel_id",
+            default=None,
+            help="pixel to send to (rows may override it via the mapping)",
+        )
+        delivery.add_argument(
+            "--api-key-env",
+            "--api_key_env",
+            dest="api_key_env",
+            default=DEFAULT_API_KEY_ENV,
+            help="environment variable holding the Conversions API key",
+        )
+        delivery.add_argument(
+            "--api-key-secret",
+            "--api_key_secret",
+            dest="api_key_secret",
+            default=None,
+            help="GCP Secret Manager resource projects/P/secrets/S/versions/V",
+        )
+        delivery.add_argument(
+            "--endpoint", default=DEFAULT_ENDPOINT, help="CAPI endpoint; plain http:// only to loopback"
+        )
+        delivery.add_argument(
+            "--validate-only",
+            "--validate_only",
+            dest="validate_only",
+            action="store_true",
+            default=False,
+            help="test mode: the API validates, records nothing",
+        )
+        delivery.add_argument(
+            "--batch-size",
+            "--batch_size",
+            dest="batch_size",
+            type=int,
+            default=MAX_EVENTS_PER_REQUEST,
+            help="events per request, 1..1000",
+        )
+        delivery.add_argument(
+            "--max-in-flight",
+            "--max_in_flight",
+            dest="max_in_flight",
+            type=int,
+            default=4,
+            help="concurrent requests per worker (1..32); backs off on 429",
+        )
+        delivery.add_argument(
+            "--max-attempts",
+            "--max_attempts",
+            dest="max_attempts",
+            type=int,
+            default=8,
+            help="attempts per request before retries_exhausted",
+        )
+        delivery.add_argument(
+            "--retry-budget-seconds",
+            "--retry_budget_seconds",
+            dest="retry_budget_seconds",
+            type=float,
+            default=300.0,
+            help="total time per request across retries",
+        )
+        delivery.add_argument(
+            "--dedupe",
+            action="store_true",
+            default=False,
+            help="run-wide dedup on (pixel, type, id); costs a shuffle",
+        )
+        delivery.add_argument(
+            "--skip-preflight",
+            "--skip_preflight",
+            dest="skip_preflight",
+            action="store_true",
+            default=False,
+            help="do not check the key before reading data",
+        )
 
         output = parser.add_argument_group("output")
-        output.add_argument("--dead-letter", dest="dead_letter", default=None, metavar="PREFIX",
-                            help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)")
-        output.add_argument("--report", default=None, metavar="PATH",
-                            help="write the JSON run report here")
-        output.add_argument("--progress-seconds", dest="progress_seconds", type=float,
-                            default=10.0, help="seconds between progress lines per worker")
+        output.add_argument(
+            "--dead-letter",
+            "--dead_letter",
+            dest="dead_letter",
+            default=None,
+            metavar="PREFIX",
+            help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)",
+        )
+        output.add_argument("--report", default=None, metavar="PATH", help="write the JSON run report here")
+        output.add_argument(
+            "--progress-seconds",
+            "--progress_seconds",
+            dest="progress_seconds",
+            type=float,
+            default=10.0,
+            help="seconds between progress lines per worker",
+        )
 
         incremental = parser.add_argument_group("incremental sync")
-        incremental.add_argument("--since", default=None,
-                                 help="only rows at/after this ISO time or duration ago (36h, 2d)")
-        incremental.add_argument("--state-file", dest="state_file", default=None,
-                                 help="JSON watermark file (local or gs://) for scheduled runs")
-        incremental.add_argument("--timestamp-column", dest="timestamp_column", default=None,
-                                 help="Parquet column to push --since down to (row-group pruning)")
+        incremental.add_argument(
+            "--since", default=None, help="only rows at/after this ISO time or duration ago (36h, 2d)"
+        )
+        incremental.add_argument(
+            "--state-file",
+            "--state_file",
+            dest="state_file",
+            default=None,
+            help="JSON watermark file (local or gs://) for scheduled runs",
+        )
 
 
 def validate_options(opts: CapiSyncOptions) -> None:
     """Fails fast, before any data is read, with a message that says how to fix the options."""
-    sources = [name for name, value in (
-        ("--input", opts.input), ("--bigquery-table", opts.bigquery_table),
-        ("--bigquery-query", opts.bigquery_query), ("--sql-url", opts.sql_url)) if value]
+    sources = [
+        name
+        for name, value in (
+            ("--input", opts.input),
+            ("--bigquery-table", opts.bigquery_table),
+            ("--bigquery-query", opts.bigquery_query),
+            ("--sql-url", opts.sql_url),
+        )
+        if value
+    ]
     if len(sources) != 1:
         found = ", ".join(sources) or "none"
-        raise ConfigError(f"Give exactly one source: --input, --bigquery-table, --bigquery-query or "
-                          f"--sql-url (found: {found}).")
+        raise ConfigError(
+            f"Give exactly one source: --input, --bigquery-table, --bigquery-query or "
+            f"--sql-url (found: {found})."
+        )
     if opts.sql_url and not opts.sql_query:
         raise ConfigError("--sql-url needs --sql-query (the SELECT that returns the rows to send).")
     if opts.sql_query and not opts.sql_url:
         raise ConfigError("--sql-query needs --sql-url (duckdb:///file.db or postgresql://...).")
     if not 1 <= opts.batch_size <= MAX_EVENTS_PER_REQUEST:
-        raise ConfigError(f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
-                          f"(the API takes at most 1,000 events per request), got {opts.batch_size}.")
+        raise ConfigError(
+            f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
+            f"(the API takes at most 1,000 events per request), got {opts.batch_size}."
+        )
     if not 1 <= opts.max_in_flight <= 32:
         raise ConfigError(f"--max-in-flight must be within 1..32, got {opts.max_in_flight}.")
     if opts.max_attempts < 1:
         raise ConfigError(f"--max-attempts must be at least 1, got {opts.max_attempts}.")
     if opts.api_key_secret and not _SECRET_RESOURCE.match(opts.api_key_secret):
-        raise ConfigError("--api-key-secret must be a Secret Manager resource name like "
-                          "projects/my-project/secrets/capi-key/versions/latest.")
+        raise ConfigError(
+            "--api-key-secret must be a Secret Manager resource name like "
+            "projects/my-project/secrets/capi-key/versions/latest."
+        )
     if looks_like_api_key(opts.api_key_env or ""):
-        raise ConfigError("--api-key-env takes the NAME of an environment variable, and its value "
-                          "looks like a key. Put the key in the environment (export "
-                          "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history.")
+        raise ConfigError(
+            "--api-key-env takes the NAME of an environment variable, and its value "
+            "looks like a key. Put the key in the environment (export "
+            "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history."
+        )
     check_endpoint(opts.endpoint)
 
 
@@ -126,8 +246,10 @@ def check_endpoint(endpoint: str) -> None:
         return
     if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
-    raise ConfigError(f"--endpoint must be an https:// URL (plain http:// only to 127.0.0.1 or "
-                      f"localhost, e.g. the bundled emulator); got {endpoint!r}.")
+    raise ConfigError(
+        f"--endpoint must be an https:// URL (plain http:// only to 127.0.0.1 or "
+        f"localhost, e.g. the bundled emulator); got {endpoint!r}."
+    )
 
 
 def is_loopback(host: str) -> bool:

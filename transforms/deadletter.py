@@ -12,7 +12,8 @@ class DeadLetter:
 
     `event` is the mapped, already-hashed event when mapping got that far (so the record can be
     replayed as input); it never holds clear-text PII. `source` says where the row came from,
-    e.g. "gs://bucket/export-0001.parquet#row=17" or "sql:orders#row=42".
+    e.g. "gs://bucket/export-0001.parquet#row=17" or "sql:orders#row=42". `pixel_id` is the
+    pixel the event was meant for when the mapping chose one per row (None = the run's pixel).
     """
 
     reason: str
@@ -20,6 +21,7 @@ class DeadLetter:
     event_id: str | None = None
     source: str | None = None
     event: dict[str, Any] | None = None
+    pixel_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,72 @@
+"""`capi-sync` (and `python -m pipeline`): the only place that prints.
+
+    capi-sync --input 'exports/*.parquet' --pixel-id px_123 --report report.json
+    capi-sync demo                      # the real pipeline on the bundled example + emulator
+    capi-sync --print-default-mapping   # the default mapping, to copy and edit
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from transforms.errors import CapiSyncError, ConfigError
+
+USAGE_HINT = "Run `capi-sync --help` for the options."
+
+
+def _auth_error_message(exc: BaseException) -> str | None:
+    """The sink's AuthenticationError text, when a worker stopped the run with one.
+
+    Beam re-raises worker failures wrapped in its own exceptions; the message we wrote is kept
+    inside, so we show that line instead of a worker traceback.
+    """
+    from connectors.capi_client import AuthenticationError
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    marker = "Authentication failed"
+    if marker in text:
+        return text[text.index(marker):].splitlines()[0]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("apache_beam", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    if argv[:1] == ["demo"]:
+        from pipeline.demo import run_demo
+        return run_demo(argv[1:])
+    if "--print-default-mapping" in argv:
+        from transforms.mapping import default_mapping_text
+        print(default_mapping_text(), end="")
+        return 0
+
+    from pipeline import run as runner
+    from pipeline.report import format_summary
+    try:
+        outcome = runner.run(argv)
+    except ConfigError as exc:
+        print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
+        return runner.EXIT_CONFIG
+    except CapiSyncError as exc:
+        print(f"capi-sync: {exc}", file=sys.stderr)
+        return runner.EXIT_AUTH if _auth_error_message(exc) else runner.EXIT_CONFIG
+    except Exception as exc:  # a worker failure surfaces as a Beam exception
+        message = _auth_error_message(exc)
+        if message is None:
+            raise
+        print(f"capi-sync: run stopped: {message}", file=sys.stderr)
+        return runner.EXIT_AUTH
+    print(format_summary(outcome.report))
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

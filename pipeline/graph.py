@@ -1,0 +1,99 @@
+"""The whole data flow on one screen: read -> map -> dedupe -> batch -> deliver -> account.
+
+    rows ──MapToEvents──> event lists ──[DedupeRunWide]──> BatchRequests ──> Deliver ──> accepted
+      │                        │                                               │
+      └── unreadable rows ─────┴────────────── dead letters ───────────────────┴──> WriteDeadLetters
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import apache_beam as beam
+
+from connectors.capi_client import RetryPolicy
+from connectors.sink import DeliverBatches
+from pipeline import steps
+from pipeline.options import CapiSyncOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What the launcher decided before building the graph (all picklable)."""
+
+    options: CapiSyncOptions
+    mapping_plan: object
+    since: dt.datetime | None          # lower bound pushed down to the source
+    filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
+    dead_letter_prefix: str
+
+
+class SyncToCapi(beam.PTransform):
+    """Reads the configured source and delivers it; returns (accepted counts, dead-letter lines)."""
+
+    def __init__(self, run: RunPlan):
+        super().__init__()
+        self._run = run
+
+    def expand(self, pbegin):
+        opts, run = self._run.options, self._run
+        if opts.input and opts.input_format == "dead-letter":
+            replayed = (pbegin
+                        | "ReadDeadLetters" >> _read_dead_letters(opts)
+                        | "ReplayEvents" >> beam.ParDo(steps.ReplayDeadLetters())
+                        .with_outputs(steps.DEAD_LETTERS, main="events"))
+            event_lists, dead_letter_sets = replayed.events, [replayed[steps.DEAD_LETTERS]]
+        else:
+            chunks, unreadable = _read_rows(pbegin, run)
+            mapped = (chunks
+                      | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
+                          run.mapping_plan, run.filter_since_ms, opts.progress_seconds))
+                      .with_outputs(steps.DEAD_LETTERS, main="events"))
+            event_lists, dead_letter_sets = mapped.events, [unreadable, mapped[steps.DEAD_LETTERS]]
+
+        if opts.dedupe:
+            event_lists = event_lists | "DedupeRunWide" >> steps.DedupeRunWide()
+        delivered = (event_lists
+                     | "BatchRequests" >> beam.ParDo(steps.BatchRequests(opts.batch_size))
+                     | "Deliver" >> beam.ParDo(_sink(opts))
+                     .with_outputs(DeliverBatches.DEAD_LETTERS, main="accepted"))
+        accepted = delivered.accepted | "CountAccepted" >> beam.ParDo(
+            steps.CountAccepted(opts.progress_seconds))
+        dead_letters = (
+            (*[d for d in dead_letter_sets if d is not None], delivered[DeliverBatches.DEAD_LETTERS])
+            | "CollectDeadLetters" >> beam.Flatten()
+            | "AccountDeadLetters" >> beam.ParDo(steps.AccountDeadLetter())
+            | "WriteDeadLetters" >> beam.io.WriteToText(
+                run.dead_letter_prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS"))
+        return accepted, dead_letters
+
+
+def _sink(opts: CapiSyncOptions) -> DeliverBatches:
+    return DeliverBatches(
+        endpoint=opts.endpoint, default_pixel_id=opts.pixel_id, api_key_env=opts.api_key_env,
+        api_key_secret=opts.api_key_secret, validate_only=opts.validate_only,
+        max_in_flight=opts.max_in_flight,
+        retry=RetryPolicy(max_attempts=opts.max_attempts, max_elapsed_s=opts.retry_budget_seconds))
+
+
+def _read_rows(pbegin, run: RunPlan):
+    """The configured source -> (PCollection[RowChunk], PCollection[DeadLetter] or None)."""
+    from connectors import sources
+
+    opts = run.options
+    since_param = {"since": run.since} if run.since is not None else {}
+    if opts.input:
+        return pbegin | "ReadFiles" >> sources.ReadFiles(
+            opts.input, file_format=opts.input_format,
+            columns=list(run.mapping_plan.required_columns) or None)
+    if opts.sql_url:
+        params = since_param if "since" in opts.sql_query else None
+        return pbegin | "ReadSql" >> sources.ReadSql(opts.sql_url, opts.sql_query, params=params), None
+    params = since_param if opts.bigquery_query and "@since" in opts.bigquery_query else None
+    return pbegin | "ReadBigQuery" >> sources.ReadBigQuery(
+        table=opts.bigquery_table, query=opts.bigquery_query, params=params), None
+
+
+def _read_dead_letters(opts: CapiSyncOptions):
+    from connectors import sources
+    return sources.ReadDeadLetters(opts.input)

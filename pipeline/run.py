@@ -1,0 +1,119 @@
+"""The launcher: check options and mapping, preflight the key, run the graph, write the report.
+
+Everything that can fail because of configuration fails here, before any data is read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from pipeline import report as run_report
+from pipeline.graph import RunPlan, SyncToCapi
+from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
+from pipeline.options import CapiSyncOptions, validate_options
+from transforms import reasons
+
+LOG = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_AUTH = 3
+EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    report: dict[str, Any]
+    exit_code: int
+
+
+def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
+    """DirectRunner with one worker process per core unless the user chose otherwise."""
+    chosen = {flag.split("=", 1)[0].lstrip("-") for flag in argv if flag.startswith("--")}
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "DirectRunner"
+    if standard.runner not in ("DirectRunner", "direct"):
+        return
+    direct = options.view_as(DirectOptions)
+    if "direct_num_workers" not in chosen:
+        direct.direct_num_workers = max(1, min(os.cpu_count() or 1, 8))
+    if "direct_running_mode" not in chosen and direct.direct_num_workers > 1:
+        direct.direct_running_mode = "multi_processing"
+
+
+def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineOptions, RunPlan]:
+    """Parses and checks everything; raises ConfigError before any data is read."""
+    from transforms.mapping import load_mapping
+
+    options = PipelineOptions(argv)
+    opts = options.view_as(CapiSyncOptions)
+    validate_options(opts)
+    mapping_plan = load_mapping(opts.mapping)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    since = parse_since(opts.since, now) if opts.since else None
+    watermark = read_watermark(opts.state_file) if opts.state_file else None
+    lower_bound = effective_since(since, watermark, now)
+    explicit_bound = since is not None or watermark is not None
+    run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    apply_runner_defaults(options, argv)
+    return options, RunPlan(
+        options=opts,
+        mapping_plan=mapping_plan,
+        since=lower_bound,
+        filter_since_ms=int(lower_bound.timestamp() * 1000) if explicit_bound else None,
+        dead_letter_prefix=opts.dead_letter or os.path.join("dead_letters", run_id, "dead"),
+    )
+
+
+def preflight(opts: CapiSyncOptions) -> None:
+    """One validate_only request per known pixel: a wrong key stops the run before any read."""
+    from connectors.capi_client import CapiClient
+    from connectors.secrets import resolve_api_key
+
+    if opts.skip_preflight or not opts.pixel_id:
+        return
+    api_key = resolve_api_key(opts.api_key_env, opts.api_key_secret)
+    client = CapiClient(opts.endpoint, opts.pixel_id, api_key)
+    try:
+        client.preflight()
+    finally:
+        client.close()
+
+
+def run(argv: list[str]) -> RunOutcome:
+    options, plan = plan_run(argv)
+    opts = plan.options
+    preflight(opts)
+    started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
+    result = pipeline.run()
+    result.wait_until_finish()
+    duration = time.monotonic() - started
+    counters = run_report.counters_from_result(result)
+    report = run_report.build_report(
+        counters,
+        started_at=started_at.isoformat(),
+        duration_s=round(duration, 3),
+        rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
+        validate_only=opts.validate_only,
+        since=plan.since.isoformat() if plan.filter_since_ms is not None else None,
+        dead_letter_prefix=plan.dead_letter_prefix,
+        report_path=opts.report,
+    )
+    if opts.report:
+        run_report.write_report(report, opts.report)
+    exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
+    if opts.state_file and not exhausted and not opts.validate_only:
+        write_watermark(opts.state_file, started_at, {
+            k: report[k] for k in ("rows_read", "events_accepted", "events_dead_lettered",
+                                   "events_skipped", "started_at")})
+    return RunOutcome(report, EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK)

@@ -1,0 +1,187 @@
+"""Thin Beam wrappers around the pure core in transforms/: map, batch, dedupe, replay, account.
+
+Each DoFn keeps per-row work in plain Python and talks to Beam only to emit elements and bump
+counters in namespace "capi" (see pipeline/report.py for the names).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms import reasons
+from transforms.batching import RequestBatcher
+from transforms.deadletter import DeadLetter
+from transforms.events import MappedEvent
+from transforms.validate import validate_event
+
+LOG = logging.getLogger(__name__)
+NAMESPACE = "capi"
+DEAD_LETTERS = "dead_letters"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Progress:
+    """Per-process running totals, logged every `interval_s` seconds while the job runs."""
+
+    _lock = threading.Lock()
+    _totals: Counter = Counter()
+    _started = time.monotonic()
+    _last_log = time.monotonic()
+
+    @classmethod
+    def add(cls, interval_s: float, **figures: int) -> None:
+        with cls._lock:
+            cls._totals.update(figures)
+            now = time.monotonic()
+            if interval_s <= 0 or now - cls._last_log < interval_s:
+                return
+            cls._last_log = now
+            totals, elapsed = dict(cls._totals), now - cls._started
+        LOG.info("progress (worker %d): rows read %d, accepted %d, dead-lettered %d, %.0f rows/s",
+                 os.getpid(), totals.get("rows", 0), totals.get("accepted", 0),
+                 totals.get("dead", 0), totals.get("rows", 0) / max(elapsed, 1e-9))
+
+
+def _flush_counts(counts: Counter, prefix: str) -> None:
+    for name, value in counts.items():
+        if value:
+            Metrics.counter(NAMESPACE, prefix + name).inc(value)
+    counts.clear()
+
+
+class MapRowsToEvents(beam.DoFn):
+    """RowChunk -> one list of MappedEvent per chunk; dead letters on the tagged output.
+
+    Rows whose event time is before `since_ms` were sent by an earlier run: skipped and counted
+    (`before_since`), never sent twice on purpose.
+    """
+
+    def __init__(self, plan, since_ms: int | None = None, progress_s: float = 10.0):
+        self._plan = plan
+        self._since_ms = since_ms
+        self._progress_s = progress_s
+
+    def setup(self):
+        from transforms.mapper import RowMapper
+        self._mapper = RowMapper(self._plan)
+        self._skips: Counter = Counter()
+
+    def process(self, chunk):
+        events, dead = [], 0
+        for row, source in zip(chunk.rows, chunk.sources, strict=True):
+            result = self._mapper.map_row(row, source)
+            if result.event is not None:
+                if self._since_ms is not None and \
+                        result.event.event.get("timestamp_ms", 0) < self._since_ms:
+                    self._skips["before_since"] += 1
+                else:
+                    events.append(result.event)
+            elif result.dead_letter is not None:
+                dead += 1
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letter)
+            else:
+                self._skips[result.skipped] += 1
+        Metrics.counter(NAMESPACE, "rows_read").inc(len(chunk.rows))
+        Progress.add(self._progress_s, rows=len(chunk.rows), dead=dead)
+        if events:
+            yield events
+
+    def finish_bundle(self):
+        _flush_counts(self._skips, "skipped.")
+        _flush_counts(self._mapper.counters, "mapper.")
+
+
+class ReplayDeadLetters(beam.DoFn):
+    """DeadLetter records read back as input -> their events, checked again before sending.
+
+    A record without an event (mapping failed before one existed) cannot be re-sent: it is
+    dead-lettered again with its original reason, so the count still reconciles.
+    """
+
+    def process(self, record: DeadLetter):
+        Metrics.counter(NAMESPACE, "rows_read").inc()
+        if not record.event:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record)
+            return
+        violation = validate_event(record.event, _now_ms())
+        if violation is not None:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
+                violation.reason, violation.detail, record.event_id, record.source, record.event,
+                record.pixel_id))
+            return
+        yield [MappedEvent(record.pixel_id, record.event, record.source)]
+
+
+class BatchRequests(beam.DoFn):
+    """Lists of MappedEvent -> requests of <= batch_size events per pixel, no (type, id) twice.
+
+    Batches fill across the whole bundle and the remainder is flushed in finish_bundle, so a
+    bundle of N events costs ceil(N / batch_size) requests per pixel, with no shuffle (the
+    naive GroupIntoBatches-on-a-random-key pipeline holds the whole input in memory).
+    """
+
+    def __init__(self, batch_size: int):
+        self._batch_size = batch_size
+
+    def start_bundle(self):
+        self._batcher = RequestBatcher(self._batch_size)
+
+    def process(self, events: Iterable[MappedEvent]):
+        yield from self._batcher.add_all(events)
+
+    def finish_bundle(self):
+        for batch in self._batcher.flush():
+            yield WindowedValue(batch, GlobalWindow().max_timestamp(), [GlobalWindow()])
+        if self._batcher.duplicates:
+            Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(self._batcher.duplicates)
+
+
+class DedupeRunWide(beam.PTransform):
+    """Keeps the first event per (pixel, type, id) across the whole run (a shuffle)."""
+
+    def expand(self, event_lists):
+        return (event_lists
+                | "FlattenEventLists" >> beam.FlatMap(lambda events: events)
+                | "KeyByDedupKey" >> beam.Map(lambda m: (m.dedup_key, m))
+                | "GroupByDedupKey" >> beam.GroupByKey()
+                | "KeepFirst" >> beam.ParDo(_KeepFirstOfGroup()))
+
+
+class _KeepFirstOfGroup(beam.DoFn):
+    def process(self, keyed):
+        _, events = keyed
+        iterator = iter(events)
+        first = next(iterator)
+        repeats = sum(1 for _ in iterator)
+        if repeats:
+            Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(repeats)
+        yield [first]
+
+
+class AccountDeadLetter(beam.DoFn):
+    """Counts each dead letter by reason (the report's source of truth) and encodes it."""
+
+    def process(self, record: DeadLetter):
+        Metrics.counter(NAMESPACE, "dead_lettered." + record.reason).inc()
+        yield record.to_json()
+
+
+class CountAccepted(beam.DoFn):
+    def __init__(self, progress_s: float = 10.0):
+        self._progress_s = progress_s
+
+    def process(self, accepted: int):
+        Progress.add(self._progress_s, accepted=accepted)
+        yield accepted

@@ -1,0 +1,78 @@
+import json
+import pathlib
+
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.run import apply_runner_defaults
+from transforms.errors import ConfigError
+
+PIPELINE_DIR = pathlib.Path(__file__).resolve().parents[2] / "pipeline"
+
+
+def options(*argv):
+    return PipelineOptions(list(argv)).view_as(CapiSyncOptions)
+
+
+def option_dests():
+    import argparse
+    parser = argparse.ArgumentParser()
+    CapiSyncOptions._add_argparse_args(parser)
+    return {action.dest for action in parser._actions}
+
+
+@pytest.mark.parametrize("argv, message", [
+    ((), "exactly one source"),
+    (("--input", "a.parquet", "--sql-url", "duckdb:///x.db", "--sql-query", "select 1"), "exactly one source"),
+    (("--sql-url", "duckdb:///x.db"), "needs --sql-query"),
+    (("--input", "a.parquet", "--batch-size", "1001"), "within 1..1000"),
+    (("--input", "a.parquet", "--batch-size", "0"), "within 1..1000"),
+    (("--input", "a.parquet", "--max-in-flight", "0"), "within 1..32"),
+    (("--input", "a.parquet", "--endpoint", "http://api.example.com/v1/events"), "https://"),
+    (("--input", "a.parquet", "--api-key-secret", "capi-key"), "projects/my-project/secrets"),
+    (("--input", "a.parquet", "--api-key-env", "sk-svcacct-abc"), "NAME of an environment variable"),
+])
+def test_bad_options_fail_fast_with_the_fix(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_options(options(*argv))
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8080/v1/events", "http://localhost:9/v1/events",
+                                      "http://[::1]:8080/v1/events", "https://bzr.openai.com/v1/events"])
+def test_https_or_loopback_endpoints_are_accepted(endpoint):
+    validate_options(options("--input", "a.parquet", "--endpoint", endpoint))
+
+
+def test_flags_answer_to_dashed_and_underscore_spellings():
+    opts = options("--pixel_id", "px_1", "--input", "a", "--input", "b", "--batch-size", "10")
+    assert (opts.pixel_id, opts.input, opts.batch_size) == ("px_1", ["a", "b"], 10)
+
+
+def test_direct_runner_defaults_to_a_worker_per_core_unless_chosen():
+    chosen = PipelineOptions(["--direct_num_workers", "1"])
+    apply_runner_defaults(chosen, ["--direct_num_workers", "1"])
+    assert chosen.view_as(DirectOptions).direct_running_mode == "in_memory"
+    default = PipelineOptions([])
+    apply_runner_defaults(default, [])
+    direct = default.view_as(DirectOptions)
+    assert direct.direct_num_workers >= 1
+    if direct.direct_num_workers > 1:
+        assert direct.direct_running_mode == "multi_processing"
+
+
+def test_flex_template_metadata_names_every_required_parameter():
+    metadata = json.loads((PIPELINE_DIR / "flex_template_metadata.json").read_text())
+    names = {p["name"] for p in metadata["parameters"]}
+    required = {p["name"] for p in metadata["parameters"] if not p.get("isOptional", False)}
+    assert required == {"pixel_id", "api_key_secret"}
+    assert names <= option_dests(), names - option_dests()
+    sources = {"input", "bigquery_table", "bigquery_query", "sql_url", "sql_query"}
+    assert sources <= names
+    assert "api_key" not in names and "api_key_env" not in names  # the key is never a parameter
+
+
+def test_dockerfile_runs_the_package_entry_point():
+    dockerfile = (PIPELINE_DIR / "Dockerfile").read_text()
+    assert 'FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/pipeline/__main__.py"' in dockerfile
+    assert 'FLEX_TEMPLATE_PYTHON_SETUP_FILE="${WORKDIR}/setup.py"' in dockerfile
