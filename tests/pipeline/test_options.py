@@ -24,7 +24,8 @@ def option_dests():
 
 @pytest.mark.parametrize("argv, message", [
     ((), "exactly one source"),
-    (("--input", "a.parquet", "--sql-url", "duckdb:///x.db", "--sql-query", "select 1"), "exactly one source"),
+    (("--input", "a.parquet", "--sql-url", "duckdb:///x.db", "--sql-query", "select 1"),
+     "exactly one source"),
     (("--sql-url", "duckdb:///x.db"), "needs --sql-query"),
     (("--input", "a.parquet", "--batch-size", "1001"), "within 1..1000"),
     (("--input", "a.parquet", "--batch-size", "0"), "within 1..1000"),
