@@ -34,12 +34,29 @@ def _auth_error_message(exc: BaseException) -> str | None:
     return None
 
 
+def _help_text() -> str:
+    import argparse
+
+    from pipeline.options import CapiSyncOptions
+
+    parser = argparse.ArgumentParser(
+        prog="capi-sync",
+        description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
+        epilog="Also: `capi-sync demo` (bundled example + emulator), `capi-sync "
+               "--print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+    CapiSyncOptions._add_argparse_args(parser)
+    return parser.format_help()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("apache_beam", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    if "-h" in argv or "--help" in argv:
+        print(_help_text())
+        return 0
     if argv[:1] == ["demo"]:
         from pipeline.demo import run_demo
         return run_demo(argv[1:])

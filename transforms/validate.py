@@ -60,7 +60,11 @@ class Violation:
 
 
 def check_timestamp_window(timestamp_ms: int, now_ms: int) -> Violation | None:
-    """Exactly 7 days old is accepted, 1 ms more is stale; exactly +10 min is accepted, +1 ms is not."""
+    """Check the API's window relative to `now_ms` (the moment of sending).
+
+    Exactly 7 days old is accepted, 1 ms older is stale; exactly 10 minutes ahead is accepted,
+    1 ms more is in the future.
+    """
     if timestamp_ms < now_ms - MAX_AGE_MS:
         return Violation(reasons.STALE_TIMESTAMP, "timestamp_ms is more than 7 days in the past")
     if timestamp_ms > now_ms + MAX_FUTURE_MS:
