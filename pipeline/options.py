@@ -7,12 +7,11 @@ pass through untouched. Secrets never travel here: the options name *where* the 
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from urllib.parse import urlsplit
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from connectors.capi_client import check_endpoint
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
@@ -232,30 +231,9 @@ def validate_options(opts: CapiSyncOptions) -> None:
             "looks like a key. Put the key in the environment (export "
             "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history."
         )
-    check_endpoint(opts.endpoint)
+    check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
 
 
 def looks_like_api_key(value: str) -> bool:
     return value.startswith("sk-")
 
-
-def check_endpoint(endpoint: str) -> None:
-    """Plain http:// would send the key in clear text; allowed only to this machine."""
-    parts = urlsplit(endpoint)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
-        return
-    raise ConfigError(
-        f"--endpoint must be an https:// URL (plain http:// only to 127.0.0.1 or "
-        f"localhost, e.g. the bundled emulator); got {endpoint!r}."
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

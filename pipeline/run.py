@@ -76,11 +76,11 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
 def preflight(opts: CapiSyncOptions) -> None:
     """One validate_only request per known pixel: a wrong key stops the run before any read."""
     from connectors.capi_client import CapiClient
-    from connectors.secrets import resolve_api_key
+    from connectors.secrets import read_api_key
 
     if opts.skip_preflight or not opts.pixel_id:
         return
-    api_key = resolve_api_key(opts.api_key_env, opts.api_key_secret)
+    api_key = read_api_key(opts.api_key_env, opts.api_key_secret)
     client = CapiClient(opts.endpoint, opts.pixel_id, api_key)
     try:
         client.preflight()

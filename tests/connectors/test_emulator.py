@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from connectors.emulator import Emulator
-from tests.connectors.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
+from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from transforms import reasons
 from transforms.events import MAX_AGE_MS
 

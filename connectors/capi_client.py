@@ -1,0 +1,460 @@
+"""The CAPI client: delivers lists of events and answers with one outcome per event.
+
+The response policy of contract section 2 lives here and nowhere else:
+- 2xx: every event in the request is accepted.
+- 400 (and 422): the batch was not recorded; split it in halves and resend until each bad event
+  is alone, then hand that one back as `rejected_by_api` with the API's message. Only the status
+  class is trusted (the real API's error body is undocumented).
+- 413: split and resend; a single event that is still too large is `rejected_by_api`.
+- 401/403: raise `AuthenticationError` and never send again from this client (the latch).
+- 408, 429, 5xx, timeouts, dropped connections: retry with exponential backoff and full jitter,
+  honouring `Retry-After`, within a `RetryPolicy` budget; afterwards the events come back as
+  `retries_exhausted` outcomes (replayable dead letters), never as an exception.
+Before each request the 7-day / 10-minute window is checked again; events that aged out while
+waiting come back as `stale_timestamp` / `future_timestamp` and are never restamped.
+
+The client is shared by the sink's worker threads: counters, the 429 limiter and the auth latch
+are guarded by locks. The API key lives only in the session's Authorization header; it never
+appears in a log record, an exception message or `repr(client)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from connectors.backoff import (
+    DEFAULT_RETRY_POLICY,
+    AdaptiveLimiter,
+    RetryPolicy,
+    parse_retry_after,
+)
+from transforms import reasons
+from transforms.errors import CapiSyncError, ConfigError
+from transforms.events import INTEGRATION_SOURCE, MAX_EVENTS_PER_REQUEST
+from transforms.validate import check_timestamp_window
+
+_LOG = logging.getLogger(__name__)
+
+CONVERSIONS_KEY_PREFIX = "sk-svcacct-"
+REQUIRED_SCOPE = "ads.third_party_events.write"
+_SPLIT_STATUSES = frozenset({400, 413, 422})
+_AUTH_STATUSES = frozenset({401, 403})
+_MAX_MESSAGE_CHARS = 500
+
+
+class AuthenticationError(CapiSyncError):
+    """The API refused the key (401/403). Fatal: the run stops and nothing more is sent."""
+
+
+class InsecureEndpointError(ConfigError):
+    """A plain http:// endpoint that is not on this machine: the key would travel in clear text."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryOutcome:
+    """What became of one event: accepted, or not with a reason code and a readable detail."""
+
+    event: dict[str, Any]
+    accepted: bool
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryResult:
+    """The outcomes of one `deliver_batch` call (input order) and what it cost on the wire.
+
+    `statuses` counts responses by label: "200", "429", ... and "timeout" / "connection_error"
+    for attempts that got no HTTP response.
+    """
+
+    outcomes: list[DeliveryOutcome]
+    requests: int = 0
+    retries: int = 0
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def accepted_count(self) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.accepted)
+
+
+def client_version() -> str:
+    try:
+        return metadata.version("capi-sync")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def default_user_agent() -> str:
+    return f"capi-sync/{client_version()} python-requests/{requests.__version__}"
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Refuses endpoints that would send the key in clear text over the network.
+
+    https:// is always fine; http:// only to loopback (127.0.0.0/8, ::1, localhost), which is
+    where the local emulator listens.
+    """
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"Endpoint {endpoint!r} is not an http(s) URL; expected e.g. "
+                          "https://bzr.openai.com/v1/events")
+    if not _is_loopback(parts.hostname):
+        raise InsecureEndpointError(
+            f"Refusing plain http:// endpoint {endpoint!r}: the API key would travel unencrypted."
+            " Use https://, or http:// only to a loopback address such as the local emulator.")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """One attempt's answer: an HTTP status, or None when no response arrived."""
+
+    status: int | None
+    label: str
+    message: str
+    retry_after_s: float | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+
+class CapiClient:
+    """Delivers events to one pixel (by default) over one pooled, thread-safe HTTP session.
+
+    >>> client = CapiClient("https://bzr.openai.com/v1/events", "px_1", key)
+    >>> [o.accepted for o in client.deliver([event_a, event_b])]
+    [True, True]
+    """
+
+    def __init__(self, endpoint: str, pixel_id: str, api_key: str, *,
+                 validate_only: bool = False, retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+                 connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
+                 max_in_flight: int = 4, user_agent: str | None = None,
+                 clock_ms: Callable[[], int] | None = None):
+        check_endpoint(endpoint)
+        if not pixel_id:
+            raise ConfigError("A pixel id is required for delivery (--pixel-id)")
+        if not api_key or any(ch.isspace() or ord(ch) < 32 for ch in api_key):
+            # Checked here because requests would echo the header value in its own error.
+            raise ConfigError("The API key is empty or contains whitespace/control characters")
+        if max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.endpoint = endpoint
+        self.pixel_id = pixel_id
+        self.validate_only = validate_only
+        self.retry = retry
+        self.max_in_flight = max_in_flight
+        self._api_key = api_key
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+        self._limiter = AdaptiveLimiter(max_in_flight)
+        self._stats: Counter[str] = Counter(requests=0, retries=0)
+        self._stats_lock = threading.Lock()
+        self._auth_error: AuthenticationError | None = None
+        self._closed = False
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers.update({
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": user_agent or default_user_agent(),
+        })
+
+    def __repr__(self) -> str:
+        return (f"CapiClient(endpoint={self.endpoint!r}, pixel_id={self.pixel_id!r}, "
+                f"validate_only={self.validate_only}, max_in_flight={self.max_in_flight})")
+
+    def __getstate__(self) -> None:
+        raise TypeError("CapiClient holds a live session and a key; create it in DoFn.setup()")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Snapshot: requests, retries, status_<label> (e.g. status_200, status_timeout),
+        and concurrency_limit (the current AIMD limit)."""
+        with self._stats_lock:
+            snapshot = dict(self._stats)
+        snapshot["concurrency_limit"] = self._limiter.limit
+        return snapshot
+
+    def deliver(self, events: Sequence[dict[str, Any]], pixel_id: str | None = None
+                ) -> list[DeliveryOutcome]:
+        """One outcome per event, in input order. Raises only AuthenticationError (fatal)."""
+        return self.deliver_batch(events, pixel_id).outcomes
+
+    def deliver_batch(self, events: Sequence[dict[str, Any]], pixel_id: str | None = None
+                      ) -> DeliveryResult:
+        """Like `deliver`, plus what this call cost (requests, retries, statuses)."""
+        return self._deliver(events, pixel_id or self.pixel_id, self.validate_only, self.retry)
+
+    def preflight(self) -> None:
+        """One validate_only request with a harmless event: checks key, pixel and endpoint.
+
+        Raises AuthenticationError on 401/403 and CapiSyncError on any other failure.
+        """
+        now_ms = self._clock_ms()
+        event = {"id": f"capi-sync-preflight-{now_ms}", "type": "page_viewed",
+                 "timestamp_ms": now_ms, "action_source": "web",
+                 "source_url": "https://capi-sync.invalid/preflight", "data": {"type": "contents"}}
+        # A short budget: a preflight that cannot get through should say so within seconds.
+        policy = dataclasses.replace(self.retry, max_attempts=min(self.retry.max_attempts, 3),
+                                     max_elapsed_s=min(self.retry.max_elapsed_s, 30.0))
+        outcome = self._deliver([event], self.pixel_id, True, policy).outcomes[0]
+        if not outcome.accepted:
+            raise CapiSyncError(
+                f"Preflight (a validate_only request) to {self.endpoint} for pixel "
+                f"{self.pixel_id!r} failed: {outcome.reason}: {outcome.detail}. Check --endpoint, "
+                "--pixel-id and network access before running the sync.")
+
+    def close(self) -> None:
+        self._closed = True
+        self._session.close()
+
+    # -- one call ---------------------------------------------------------------------------
+
+    def _deliver(self, events: Sequence[dict[str, Any]], pixel_id: str, validate_only: bool,
+                 policy: RetryPolicy) -> DeliveryResult:
+        if self._closed:
+            raise CapiSyncError("CapiClient is closed")
+        self._raise_if_auth_failed()
+        call = _Call(self, events, pixel_id, validate_only, policy)
+        pending = call.encode_events()
+        for start in range(0, len(pending), MAX_EVENTS_PER_REQUEST):
+            call.send_group(pending[start:start + MAX_EVENTS_PER_REQUEST])
+        return call.result()
+
+    # -- shared state, used by _Call from many threads ---------------------------------------
+
+    def _raise_if_auth_failed(self) -> None:
+        if self._auth_error is not None:
+            raise self._auth_error
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        with self._stats_lock:
+            self._stats[key] += amount
+
+    def _backoff_s(self, policy: RetryPolicy, retry_number: int) -> float:
+        with self._rng_lock:
+            return policy.backoff_s(retry_number, self._rng)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]")
+
+    def _post(self, body: bytes, pixel_id: str) -> _Reply:
+        self._limiter.acquire()
+        reply: _Reply | None = None
+        try:
+            self._raise_if_auth_failed()   # another thread may have hit 401 while we waited
+            reply = self._send(body, pixel_id)
+            return reply
+        finally:
+            if reply is None:
+                self._limiter.release(None, None)
+            else:
+                self._limiter.release(reply.status, reply.retry_after_s)
+                with self._stats_lock:
+                    self._stats["requests"] += 1
+                    self._stats[f"status_{reply.label}"] += 1
+
+    def _send(self, body: bytes, pixel_id: str) -> _Reply:
+        try:
+            response = self._session.post(self.endpoint, params={"pid": pixel_id}, data=body,
+                                          timeout=self._timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            return _Reply(None, "timeout", self._redact(f"timeout: {exc}"))
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            return _Reply(None, "connection_error", self._redact(f"connection error: {exc}"))
+        except requests.RequestException as exc:
+            raise CapiSyncError(self._redact(f"Cannot send to {self.endpoint}: {exc}")) from None
+        status = response.status_code
+        message = "" if 200 <= status < 300 else self._redact(_api_message(response))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return _Reply(status, str(status), message, retry_after)
+
+    def _latch_authentication_error(self, reply: _Reply) -> AuthenticationError:
+        with self._stats_lock:
+            if self._auth_error is None:
+                self._auth_error = AuthenticationError(self._auth_message(reply))
+                _LOG.error("%s", self._auth_error)
+            return self._auth_error
+
+    def _auth_message(self, reply: _Reply) -> str:
+        said = reply.message.lower()
+        if reply.status == 403 or "scope" in said:
+            cause = (f"the key lacks scope {REQUIRED_SCOPE} — this looks like an Advertiser API "
+                     "key; create a Conversions API key (sk-svcacct-…) under Conversions and "
+                     "use that instead")
+        elif "revoked" in said:
+            cause = ("the key was revoked (regenerating a key revokes the old one at once); "
+                     "store the current Conversions API key (sk-svcacct-…) where the run reads it")
+        else:
+            cause = ("the key is invalid or revoked; check that the run reads the current "
+                     "Conversions API key (sk-svcacct-…)")
+        if not self._api_key.startswith(CONVERSIONS_KEY_PREFIX):
+            cause += "; note the configured key does not start with sk-svcacct-"
+        return (f"Authentication failed ({reply.status}): {cause}. API said: {reply.message!r}."
+                " No further requests are sent.")
+
+
+class _Call:
+    """The state of one deliver call: events, their encodings and outcomes. One thread only."""
+
+    def __init__(self, client: CapiClient, events: Sequence[dict[str, Any]], pixel_id: str,
+                 validate_only: bool, policy: RetryPolicy):
+        self.client = client
+        self.policy = policy
+        self.events = list(events)
+        self.pixel_id = pixel_id
+        self.outcomes: list[DeliveryOutcome | None] = [None] * len(self.events)
+        self.encoded: list[bytes] = [b""] * len(self.events)
+        self.head = json.dumps({"validate_only": validate_only,
+                                "integration_source": INTEGRATION_SOURCE},
+                               separators=(",", ":")).encode("utf-8")[:-1] + b',"events":['
+        self.requests = 0
+        self.retries = 0
+        self.statuses: Counter[str] = Counter()
+
+    def result(self) -> DeliveryResult:
+        outcomes = [outcome for outcome in self.outcomes if outcome is not None]
+        assert len(outcomes) == len(self.events), "every event must have an outcome"
+        return DeliveryResult(outcomes, self.requests, self.retries, dict(self.statuses))
+
+    def encode_events(self) -> list[int]:
+        """Encodes each event once (compact UTF-8 JSON); requests are joined from these bytes."""
+        pending = []
+        for index, event in enumerate(self.events):
+            try:
+                self.encoded[index] = json.dumps(event, separators=(",", ":"), ensure_ascii=False,
+                                                 allow_nan=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                self._settle([index], reasons.MAPPING_ERROR, f"event is not valid JSON: {exc}")
+                continue
+            pending.append(index)
+        return pending
+
+    def send_group(self, indices: list[int]) -> None:
+        """Sends these events in one request; on 400/413 isolates the bad ones by bisection."""
+        reply, indices = self._post_with_retries(indices)
+        if reply is None:
+            return
+        status = reply.status
+        if 200 <= status < 300:
+            for index in indices:
+                self.outcomes[index] = DeliveryOutcome(self.events[index], True)
+        elif status in _AUTH_STATUSES:
+            raise self.client._latch_authentication_error(reply)
+        elif status in _SPLIT_STATUSES and len(indices) > 1:
+            middle = len(indices) // 2
+            self.send_group(indices[:middle])
+            self.send_group(indices[middle:])
+        elif status == 413:
+            self._settle(indices, reasons.REJECTED_BY_API,
+                         f"HTTP 413: the event alone is too large for a request: {reply.message}")
+        elif status in _SPLIT_STATUSES:
+            self._settle(indices, reasons.REJECTED_BY_API, reply.message or f"HTTP {status}")
+        else:
+            # 3xx, 404, 405, ...: not an event problem, so splitting would not help.
+            self._settle(indices, reasons.REJECTED_BY_API,
+                         f"HTTP {status} from {self.client.endpoint} (check --endpoint and "
+                         f"--pixel-id): {reply.message}")
+
+    def _post_with_retries(self, indices: list[int]) -> tuple[_Reply | None, list[int]]:
+        """The final non-transient reply and the events it covers; None once all are settled."""
+        policy = self.policy
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            indices = self._drop_outside_window(indices)
+            if not indices:
+                return None, []
+            body = self.head + b",".join(self.encoded[i] for i in indices) + b"]}"
+            reply = self.client._post(body, self.pixel_id)
+            self.requests += 1
+            self.statuses[reply.label] += 1
+            if not reply.transient:
+                return reply, indices
+            attempt += 1
+            delay = self.client._backoff_s(policy, attempt)
+            if reply.retry_after_s is not None:
+                delay = max(delay, reply.retry_after_s)
+            elapsed = time.monotonic() - started
+            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed_s:
+                self._settle(indices, reasons.RETRIES_EXHAUSTED,
+                             f"gave up after {attempt} attempts in {elapsed:.1f}s; "
+                             f"last error: {reply.label} {reply.message}".rstrip())
+                return None, []
+            self.retries += 1
+            self.client._count("retries")
+            _LOG.warning("CAPI request for pixel %s (%d events) got %s; retry %d of %d in %.2fs",
+                         self.pixel_id, len(indices), reply.label, attempt,
+                         policy.max_attempts - 1, delay)
+            time.sleep(delay)
+
+    def _drop_outside_window(self, indices: list[int]) -> list[int]:
+        """Re-checks the timestamp window right before sending; never restamps."""
+        now_ms = self.client._clock_ms()
+        kept = []
+        for index in indices:
+            timestamp_ms = self.events[index].get("timestamp_ms")
+            violation = None
+            if isinstance(timestamp_ms, int) and not isinstance(timestamp_ms, bool):
+                violation = check_timestamp_window(timestamp_ms, now_ms)
+            if violation is None:
+                kept.append(index)
+            else:
+                self._settle([index], violation.reason, violation.detail)
+        return kept
+
+    def _settle(self, indices: list[int], reason: str, detail: str) -> None:
+        for index in indices:
+            self.outcomes[index] = DeliveryOutcome(self.events[index], False, reason, detail)
+
+
+def _api_message(response: requests.Response) -> str:
+    """The API's error text for a dead letter: error.message / message / the raw body."""
+    message = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = error["message"]
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(body.get("message"), str):
+            message = body["message"]
+    if message is None:
+        message = response.text
+    message = " ".join(message.split())[:_MAX_MESSAGE_CHARS]
+    return message or f"HTTP {response.status_code} {response.reason or ''}".strip()
