@@ -45,6 +45,8 @@ class SyncToCapi(beam.PTransform):
             event_lists, dead_letter_sets = replayed.events, [replayed[steps.DEAD_LETTERS]]
         else:
             chunks, unreadable = _read_rows(pbegin, run)
+            if unreadable is not None:
+                unreadable = unreadable | "CountUnreadableRows" >> beam.ParDo(steps.CountUnreadableRows())
             mapped = (chunks
                       | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
                           run.mapping_plan, run.filter_since_ms, opts.progress_seconds))

@@ -170,6 +170,14 @@ class _KeepFirstOfGroup(beam.DoFn):
         yield [first]
 
 
+class CountUnreadableRows(beam.DoFn):
+    """Rows the source could not parse still count as read: they end as dead letters."""
+
+    def process(self, record: DeadLetter):
+        Metrics.counter(NAMESPACE, "rows_read").inc()
+        yield record
+
+
 class AccountDeadLetter(beam.DoFn):
     """Counts each dead letter by reason (the report's source of truth) and encodes it."""
 

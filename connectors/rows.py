@@ -1,0 +1,144 @@
+"""What every source emits: rows in chunks, each row with a reference to where it came from.
+
+A source reference is `<origin>#row=<N>` with N counted from 1, for example
+`gs://bucket/export-0001.parquet#row=17` or `sql:orders#row=42`. It is what a dead-letter record's
+`source` field carries, so a user can find the row again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import ipaddress
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclasses.dataclass(frozen=True)
+class RowChunk:
+    """Up to `chunk_size` rows travelling as one Beam element (per-row Beam overhead is large).
+
+    `rows` and `sources` are parallel lists: `sources[i]` says where `rows[i]` came from.
+    """
+
+    rows: list[dict[str, Any]]
+    sources: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != len(self.sources):
+            raise ValueError(
+                f"RowChunk needs one source per row: {len(self.rows)} rows, "
+                f"{len(self.sources)} sources"
+            )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def source_ref(origin: str, row_number: int) -> str:
+    """`source_ref("gs://b/x.parquet", 17)` -> `"gs://b/x.parquet#row=17"` (row numbers from 1)."""
+    return f"{origin}#row={row_number}"
+
+
+class ChunkBuilder:
+    """Collects (row, source) pairs and hands out a RowChunk every `chunk_size` rows."""
+
+    def __init__(self, chunk_size: int) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+        self._rows: list[dict[str, Any]] = []
+        self._sources: list[str] = []
+
+    def add(self, row: dict[str, Any], source: str) -> RowChunk | None:
+        """Adds a row; returns a full chunk when this row completed one, else None."""
+        self._rows.append(row)
+        self._sources.append(source)
+        if len(self._rows) >= self.chunk_size:
+            return self.flush()
+        return None
+
+    def flush(self) -> RowChunk | None:
+        """The rows collected so far as a chunk (None when there are none)."""
+        if not self._rows:
+            return None
+        chunk = RowChunk(self._rows, self._sources)
+        self._rows, self._sources = [], []
+        return chunk
+
+
+def to_plain(value: Any) -> Any:
+    """A warehouse value as the plain Python the mapper understands.
+
+    Kept as they are: None, bool, int, float, str, Decimal (money stays exact), datetime (aware or
+    naive; naive means UTC), date, time. Converted: bytes -> lower-case hex, so a `SHA256(email)`
+    BYTES/bytea column arrives as the 64-hex form the mapper passes through as a hash; UUID and
+    IP addresses -> str; tuples -> lists; dicts and lists recursively (nested records stay
+    nested). Anything else is left alone.
+    """
+    if value is None or isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (uuid.UUID, ipaddress.IPv4Address, ipaddress.IPv6Address,
+                          ipaddress.IPv4Network, ipaddress.IPv6Network,
+                          ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+        return str(value)
+    return value
+
+
+def row_to_plain(row: dict[str, Any]) -> dict[str, Any]:
+    """`to_plain` applied to every value of a row (keys kept)."""
+    return {key: to_plain(value) for key, value in row.items()}
+
+
+def arrow_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """An Arrow record batch (Parquet, DuckDB) as plain row dicts.
+
+    Structs -> dicts, lists -> lists, maps -> dicts (last key wins), decimals -> Decimal,
+    timestamps -> datetimes; nanosecond timestamps (pandas/Spark exports) are truncated to
+    microseconds, which a datetime can hold, instead of failing; binary -> hex (to_plain).
+    """
+    schema = batch.schema
+    python_safe = pa.schema([field.with_type(_python_safe_type(field.type)) for field in schema],
+                            metadata=schema.metadata)
+    if not python_safe.equals(schema):
+        batch = batch.cast(python_safe, safe=False)
+    rows = batch.to_pylist(maps_as_pydicts="lossy")
+    if any(_holds_binary(field.type) for field in schema):
+        rows = [row_to_plain(row) for row in rows]
+    return rows
+
+
+def _python_safe_type(arrow_type: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return pa.timestamp("us", arrow_type.tz)
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([arrow_type.field(index).with_type(
+            _python_safe_type(arrow_type.field(index).type))
+            for index in range(arrow_type.num_fields)])
+    if pa.types.is_map(arrow_type):
+        return pa.map_(arrow_type.key_field, arrow_type.item_field.with_type(
+            _python_safe_type(arrow_type.item_type)))
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        item = arrow_type.value_field.with_type(_python_safe_type(arrow_type.value_type))
+        return pa.list_(item) if pa.types.is_list(arrow_type) else pa.large_list(item)
+    return arrow_type
+
+
+def _holds_binary(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type) \
+            or pa.types.is_fixed_size_binary(arrow_type):
+        return True
+    return any(_holds_binary(arrow_type.field(index).type)
+               for index in range(arrow_type.num_fields))
+
+
+_SCALARS = (bool, int, float, str, decimal.Decimal, datetime.date, datetime.time,
+            datetime.timedelta)
