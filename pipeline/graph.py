@@ -87,13 +87,15 @@ def _read_rows(pbegin, run: RunPlan):
     if opts.input:
         return pbegin | "ReadFiles" >> sources.ReadFiles(
             opts.input, file_format=opts.input_format,
-            columns=list(run.mapping_plan.required_columns) or None)
+            columns=list(run.mapping_plan.required_columns) or None, chunk_size=opts.chunk_size)
     if opts.sql_url:
         params = since_param if "since" in opts.sql_query else None
-        return pbegin | "ReadSql" >> sources.ReadSql(opts.sql_url, opts.sql_query, params=params), None
+        return pbegin | "ReadSql" >> sources.ReadSql(
+            opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size), None
     params = since_param if opts.bigquery_query and "@since" in opts.bigquery_query else None
     return pbegin | "ReadBigQuery" >> sources.ReadBigQuery(
-        table=opts.bigquery_table, query=opts.bigquery_query, params=params), None
+        table=opts.bigquery_table, query=opts.bigquery_query, params=params,
+        chunk_size=opts.chunk_size), None
 
 
 def _read_dead_letters(opts: CapiSyncOptions):

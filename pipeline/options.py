@@ -72,6 +72,15 @@ class CapiSyncOptions(PipelineOptions):
             help="query for --sql-url; may use %%(since)s for incremental syncs",
         )
 
+        source.add_argument(
+            "--chunk-size",
+            "--chunk_size",
+            dest="chunk_size",
+            type=int,
+            default=1000,
+            help="rows per element handed from the source to the mapper (memory vs. overhead)",
+        )
+
         mapping = parser.add_argument_group("mapping")
         mapping.add_argument(
             "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
@@ -216,6 +225,8 @@ def validate_options(opts: CapiSyncOptions) -> None:
             f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
             f"(the API takes at most 1,000 events per request), got {opts.batch_size}."
         )
+    if opts.chunk_size < 1:
+        raise ConfigError(f"--chunk-size must be at least 1, got {opts.chunk_size}.")
     if not 1 <= opts.max_in_flight <= 32:
         raise ConfigError(f"--max-in-flight must be within 1..32, got {opts.max_in_flight}.")
     if opts.max_attempts < 1:

@@ -1,9 +1,12 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package: the CAPI emulator and a real PostgreSQL server."""
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from connectors.emulator import Emulator
+from tests.connectors.postgres import PostgresServer, PostgresUnavailable
 
 EMULATOR_API_KEY = "sk-svcacct-test"
 EMULATOR_PIXEL_ID = "px_test"
@@ -14,3 +17,21 @@ def emulator():
     """A running CAPI emulator on a free loopback port, key EMULATOR_API_KEY, pixel px_test."""
     with Emulator(api_key=EMULATOR_API_KEY, pixel_id=EMULATOR_PIXEL_ID) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A `postgresql://user:password@127.0.0.1:<port>/postgres` URL of a throwaway server
+    (tests/connectors/postgres.py), stopped and deleted at the end of the session.
+
+    Fails (never skips) when PostgreSQL cannot start: the message says what to install.
+    """
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as error:
+        pytest.fail(f"Cannot start a PostgreSQL server for the SQL source tests: {error}",
+                    pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -11,3 +11,19 @@ class ConfigError(CapiSyncError):
 
 class MappingFileError(ConfigError):
     """A mapping file that cannot be used; the message names the file, the key path and the fix."""
+
+
+class InvalidValueError(ValueError):
+    """A row value that cannot become part of an event (an amount, currency, timestamp, ...).
+
+    Carries the dead-letter reason code (transforms.reasons) and a detail that names the field
+    and the rule but never the value itself (it may be personal data).
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):
+        return (InvalidValueError, (self.reason, self.detail))

@@ -1,0 +1,176 @@
+"""How many rows per second RowMapper maps on one core with the default mapping.
+
+    python -m benchmarks.bench_mapper                  # 100k rows, best of 3
+    python -m benchmarks.bench_mapper --rows 20000 --baseline --json --profile
+
+Rows are generated before timing (benchmarks.generate_rows: high-cardinality Commanders-Act
+shape). `--baseline` also times a straightforward row-by-row mapper (phonenumbers.parse for
+every phone, uncached pycountry look-ups, plain dict building) for comparison; `--json` adds
+json.dumps of each event (what the sink does before sending). Figures vary on a shared machine:
+run a few times.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import json
+import pstats
+import statistics
+import time
+import unicodedata
+from decimal import ROUND_HALF_UP, Decimal
+
+import phonenumbers
+import pycountry
+
+from benchmarks.generate_rows import commanders_act_rows
+from transforms.mapper import RowMapper
+from transforms.mapping import load_mapping
+from transforms.validate import validate_event
+
+
+def _time(fn, rows, sources) -> float:
+    start = time.perf_counter()
+    fn(rows, sources)
+    return time.perf_counter() - start
+
+
+def _run_mapper(mapper: RowMapper, encode: bool):
+    def run(rows, sources):
+        dumps = json.dumps
+        for row, source in zip(rows, sources):
+            result = mapper.map_row(row, source)
+            if encode and result.event is not None:
+                dumps(result.event.event, separators=(",", ":"))
+    return run
+
+
+# --- the straightforward baseline ----------------------------------------------------------------
+
+_TYPES = {"purchase": "order_created", "page_view": "page_viewed", "add_to_cart": "items_added",
+          "view_item": "contents_viewed", "begin_checkout": "checkout_started",
+          "sign_up": "registration_completed", "generate_lead": "lead_created",
+          "subscribe": "subscription_created", "app_open": "app_opened"}
+_DATA = {"order_created": "contents", "page_viewed": "contents", "items_added": "contents",
+         "contents_viewed": "contents", "checkout_started": "contents",
+         "registration_completed": "customer_action", "lead_created": "customer_action",
+         "subscription_created": "plan_enrollment", "app_opened": "customer_action",
+         "custom": "custom"}
+_EXP = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def naive_map(row: dict, now_ms: int) -> dict | None:
+    """The default mapping written as one plain function, no caches or fast paths."""
+    ctx, user, openai = row["context"], row["user"], row["partners"]["openai"]
+    event_type = _TYPES.get(row["event_name"].lower(), "custom")
+    ts = ctx["event_timestamp"]
+    if isinstance(ts, str):
+        ts = int(__import__("datetime").datetime.fromisoformat(ts).timestamp() * 1000)
+    event = {"id": ctx["event_id"], "type": event_type, "timestamp_ms": ts,
+             "action_source": row["type"] or "web"}
+    if event_type == "custom":
+        event["custom_event_name"] = row["event_name"].lower()
+    if ctx["page"]["url"]:
+        event["source_url"] = ctx["page"]["url"]
+    if openai["oppref"]:
+        event["oppref"] = openai["oppref"]
+    u = {}
+    u["emails_sha256"] = [_sha(unicodedata.normalize("NFC", user["email"].strip()).lower())]
+    try:
+        country = pycountry.countries.lookup(user["country"]).alpha_2
+        u["countries"] = [country]
+    except LookupError:
+        country = None
+    try:
+        number = phonenumbers.parse(user["phone"], country)
+        if phonenumbers.is_possible_number(number):
+            u["phone_numbers_sha256"] = [_sha(phonenumbers.format_number(
+                number, phonenumbers.PhoneNumberFormat.E164)[1:])]
+    except phonenumbers.NumberParseException:
+        pass
+    u["external_ids_sha256"] = [_sha(user["id"].strip())]
+    for key, wire in (("firstname", "first_names_sha256"), ("lastname", "last_names_sha256")):
+        text = unicodedata.normalize("NFC", user[key].strip()).lower()
+        u[wire] = [_sha("".join(c for c in text if unicodedata.category(c)[0] not in "PZ"))]
+    u["cities"] = [unicodedata.normalize("NFC", user["city"].strip()).lower()]
+    u["regions"] = [unicodedata.normalize("NFC", user["state"].strip()).lower()]
+    u["postal_codes"] = [user["zipcode"].strip()]
+    u["ip_address"] = str(__import__("ipaddress").ip_address(ctx["device"]["ip"]))
+    u["user_agent"] = ctx["device"]["user_agent"]
+    event["user"] = u
+    data = {"type": _DATA[event_type]}
+    if row["currency"]:
+        data["currency"] = row["currency"]
+    if row["value"] is not None:
+        data["amount"] = int((Decimal(repr(row["value"])) * 10 ** _EXP[row["currency"]])
+                             .quantize(Decimal(1), ROUND_HALF_UP))
+    if row["items"] and data["type"] in ("contents", "custom", "plan_enrollment"):
+        data["contents"] = [{
+            "id": item["id"], "name": item["product"]["name"], "quantity": item["quantity"],
+            "content_type": item["content_type"] or row["content_type"] or "product",
+            "amount": int((Decimal(repr(item["product"]["price"]))
+                           * 10 ** _EXP[item["currency"] or row["currency"]])
+                          .quantize(Decimal(1), ROUND_HALF_UP)),
+        } for item in row["items"]]
+    event["data"] = data
+    return event if validate_event(event, now_ms) is None else None
+
+
+def _run_naive(now_ms: int, encode: bool):
+    def run(rows, sources):
+        for row in rows:
+            event = naive_map(row, now_ms)
+            if encode and event is not None:
+                json.dumps(event, separators=(",", ":"))
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", action="store_true", help="also time the naive loop")
+    parser.add_argument("--json", action="store_true", help="also json.dumps every event")
+    parser.add_argument("--profile", action="store_true", help="print the top functions")
+    args = parser.parse_args(argv)
+
+    now_ms = int(time.time() * 1000)
+    rows = list(commanders_act_rows(args.rows, seed=args.seed, now_ms=now_ms))
+    sources = [f"bench#row={i}" for i in range(len(rows))]
+    plan = load_mapping()
+
+    runs = [("RowMapper (default mapping)", lambda: _run_mapper(
+        RowMapper(plan, clock_ms=lambda: now_ms), args.json))]
+    if args.baseline:
+        runs.append(("straightforward loop", lambda: _run_naive(now_ms, args.json)))
+
+    for label, make in runs:
+        seconds = [_time(make(), rows, sources) for _ in range(args.repeat)]
+        rates = [len(rows) / s for s in seconds]
+        print(f"{label}{' + json.dumps' if args.json else ''}: best {max(rates):,.0f} rows/s,"
+              f" median {statistics.median(rates):,.0f} rows/s"
+              f" ({len(rows):,} rows x {args.repeat})")
+
+    mapper = RowMapper(plan, clock_ms=lambda: now_ms)
+    outcomes = {"events": 0, "dead_letters": 0, "skipped": 0}
+    for row, source in zip(rows, sources):
+        result = mapper.map_row(row, source)
+        outcomes["events" if result.event else
+                 "dead_letters" if result.dead_letter else "skipped"] += 1
+    print("outcomes:", outcomes, "| counters:", dict(mapper.counters.most_common(6)))
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(_run_mapper(RowMapper(plan, clock_ms=lambda: now_ms), args.json),
+                         rows, sources)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+import random
+import unicodedata
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms import normalize as n
+
+# --- contract section 6, profile openai -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("  John.Doe@Example.COM ", "john.doe@example.com"),
+    ("ÉLODIE@EXAMPLE.FR", "élodie@example.fr"),
+    ("no-at-sign.example.com", None),
+    ("two@at@example.com", None),
+    ("@example.com", None),
+    ("someone@", None),
+    ("   ", None),
+    (42, None),
+    (None, None),
+])
+def test_normalize_email(value, expected):
+    assert n.normalize_email(value) == expected
+
+
+@pytest.mark.parametrize("value, region, expected", [
+    ("+1 (415) 555-0100", None, "14155550100"),
+    ("020 7946 0018", "GB", "442079460018"),
+    ("+44 20 7946 0018", None, "442079460018"),
+    ("+44 (0)20 7946 0018", None, "442079460018"),
+    ("(415) 555-0100", "US", "14155550100"),
+    ("06 12 34 56 78", "FR", "33612345678"),
+    ("00 44 20 7946 0018", "FR", "442079460018"),     # international prefix dialled from France
+    ("020 7946 0018", None, None),                     # national number without region: left out
+    ("+1 415", None, None),                            # not a possible number
+    ("tel: +1-415-555-0100", None, "14155550100"),
+    ("not a phone", "US", None),
+    (14155550100, "US", "14155550100"),
+])
+def test_normalize_phone(value, region, expected):
+    assert n.normalize_phone(value, region) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Mary-Jane", "maryjane"),
+    ("O'Brien", "obrien"),
+    ("  Anne Marie ", "annemarie"),
+    ("JOSÉ", "josé"),
+    ("Jean-François", "jeanfrançois"),
+    ("-- ..", None),
+])
+def test_normalize_name(value, expected):
+    assert n.normalize_name(value) == expected
+
+
+@pytest.mark.parametrize("nfc", ["José", "Zoë", "Chloé Lefèvre", "Ångström", "Đặng"])
+def test_nfd_names_equal_nfc_names(nfc):
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    assert n.normalize_name(nfd) == n.normalize_name(nfc)
+    assert n.normalize_city(nfd) == n.normalize_city(nfc)
+    assert n.normalize_email(nfd + "@example.com") == n.normalize_email(nfc + "@example.com")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("usa", "US"), ("United States", "US"), ("us", "US"), ("US", "US"), ("GBR", "GB"),
+    ("germany", "DE"), ("France", "FR"), ("Narnia", None), ("", None), ("U", None),
+])
+def test_normalize_country(value, expected):
+    assert n.normalize_country(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("San Francisco", "san francisco"),
+    ("  MÜNCHEN ", "münchen"),
+    ("x" * 200, "x" * 128),
+    ("   ", None),
+])
+def test_normalize_city_and_region(value, expected):
+    assert n.normalize_city(value) == expected
+    assert n.normalize_region(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("94105-1234", "94105-1234"),
+    (" SW1A 1AA ", "SW1A 1AA"),
+    ("75#001", "75001"),
+    (94105, "94105"),
+    (94105.0, "94105"),
+    ("1" * 40, "1" * 32),
+    ("###", None),
+])
+def test_normalize_postal_code(value, expected):
+    assert n.normalize_postal_code(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("  Cust-001 ", "Cust-001"), (12345, "12345"), ("", None), ([1], None),
+])
+def test_normalize_external_id(value, expected):
+    assert n.normalize_external_id(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("203.0.113.7", "203.0.113.7"),
+    (" 2001:DB8:0:0::1 ", "2001:db8::1"),
+    ("::ffff:192.0.2.1", "::ffff:c000:201"),
+    ("256.1.1.1", None),
+    ("01.2.3.4", None),
+    ("localhost", None),
+])
+def test_normalize_ip_address(value, expected):
+    assert n.normalize_ip_address(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("Mozilla/5.0 (X11)", "Mozilla/5.0 (X11)"), ("  ", None), ("", None),
+])
+def test_normalize_user_agent_and_obref_unchanged(value, expected):
+    assert n.normalize_user_agent(value) == expected
+    assert n.normalize_opaque(value) == expected
+
+
+# --- contract section 6, profile scalar ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("San Francisco", "sanfrancisco"), ("Saint-Étienne", "saintétienne"), ("123", None),
+])
+def test_scalar_city_letters(value, expected):
+    assert n.normalize_city_letters(value) == expected
+
+
+@pytest.mark.parametrize("value, country, expected", [
+    ("California", "US", "ca"),
+    ("new york", None, "ny"),
+    ("District of Columbia", "US", "dc"),
+    ("CA", "US", "ca"),
+    ("Île-de-France", "FR", "îledefrance"),
+    ("Washington", "GB", "washington"),      # the US table only applies to US (or unknown) rows
+])
+def test_scalar_state(value, country, expected):
+    assert n.normalize_state_letters(value, country) == expected
+
+
+@pytest.mark.parametrize("value, country, expected", [
+    ("94105-1234", "US", "94105"),
+    ("941051234", None, "94105"),
+    ("94105", "US", "94105"),
+    ("SW1A 1AA", "GB", "sw1a1aa"),
+    ("100-0001", "JP", "1000001"),
+])
+def test_scalar_zip(value, country, expected):
+    assert n.normalize_zip_letters(value, country) == expected
+
+
+@pytest.mark.parametrize("value, expected", [("United States", "us"), ("gbr", "gb"), ("?", None)])
+def test_scalar_country_lower(value, expected):
+    assert n.normalize_country_lower(value) == expected
+
+
+@pytest.mark.parametrize("text, is_hash", [
+    ("a" * 64, True), ("A1" * 32, True), ("g" * 64, False), ("a" * 63, False),
+])
+def test_is_sha256_hex(text, is_hash):
+    assert n.is_sha256_hex(text) is is_hash
+
+
+# --- properties --------------------------------------------------------------------------------
+
+TEXT = st.text(max_size=40)
+IDEMPOTENT = [n.normalize_email, n.normalize_name, n.normalize_city, n.normalize_postal_code,
+              n.normalize_country, n.normalize_external_id, n.normalize_opaque,
+              n.normalize_ip_address, n.normalize_city_letters, n.normalize_country_lower,
+              n.normalize_state_letters, n.normalize_zip_letters]
+
+
+@pytest.mark.parametrize("normalize", IDEMPOTENT, ids=lambda f: f.__name__)
+@settings(max_examples=150, deadline=None)
+@given(value=TEXT)
+def test_normalizing_twice_equals_once(normalize, value):
+    once = normalize(value)
+    if once is not None:
+        assert normalize(once) == once
+
+
+@settings(max_examples=60, deadline=None)
+@given(local=st.text(min_size=1, max_size=10), domain=st.text(min_size=1, max_size=10))
+def test_email_idempotent_on_email_shaped_text(local, domain):
+    once = n.normalize_email(f"{local}@{domain}")
+    if once is not None:
+        assert n.normalize_email(once) == once
+
+
+@settings(max_examples=100, deadline=None)
+@given(digits=st.text(alphabet="0123456789 -()", min_size=1, max_size=20),
+       region=st.sampled_from([None, "US", "GB", "FR", "DE", "JP", "IT", "BR"]))
+def test_phone_normalizing_its_e164_form_again_is_stable(digits, region):
+    once = n.normalize_phone(digits, region)
+    if once is not None:
+        assert n.normalize_phone("+" + once) == once
+
+
+def _phone_samples(count: int, seed: int = 7):
+    """Example numbers of every region, last digits randomized, in several spellings."""
+    rng = random.Random(seed)
+    regions = sorted(phonenumbers.SUPPORTED_REGIONS)
+    kinds = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
+    samples = []
+    while len(samples) < count:
+        home = rng.choice(regions)
+        example = phonenumbers.example_number_for_type(home, rng.choice(kinds))
+        if example is None:
+            continue
+        nsn = phonenumbers.national_significant_number(example)
+        k = rng.randint(0, min(4, len(nsn)))
+        nsn = nsn[:len(nsn) - k] + "".join(rng.choice("0123456789") for _ in range(k))
+        number = phonenumbers.PhoneNumber(country_code=example.country_code,
+                                          national_number=int(nsn),
+                                          italian_leading_zero=example.italian_leading_zero)
+        form = rng.random()
+        region = rng.choice(regions + [None])
+        if form < 0.3:
+            text = f"+{example.country_code} {nsn}"
+        elif form < 0.6:
+            text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+            region = home if rng.random() < 0.8 else region
+        elif form < 0.8:
+            text = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18)))
+            text = ("+" + text) if rng.random() < 0.5 else text
+        else:
+            text = f"{example.country_code}{nsn}"
+            region = home if rng.random() < 0.5 else region
+        samples.append((text, region))
+    return samples
+
+
+def test_phone_fast_path_matches_phonenumbers():
+    """The fast path must give exactly what phonenumbers.parse + is_possible_number give."""
+    mismatches = [(text, region) for text, region in _phone_samples(4000)
+                  if n.normalize_phone(text, region) != n._phonenumbers_digits(text, region)]
+    assert mismatches == []

@@ -1,0 +1,623 @@
+"""Mapping files: load, validate, and compile into a MappingPlan once, before any row is read.
+
+    plan = load_mapping("mapping.yaml")   # or load_mapping() for the packaged default
+    plan.required_columns                 # ('context', 'context.event_id', ..., 'items', ...)
+
+Validation happens in three steps, each failing with MappingFileError naming the file, the key
+path and the fix: YAML syntax (duplicate keys included), the JSON schema in
+transforms.mapping_schema (unknown keys, wrong types, unknown CAPI fields or event types), then
+rules a schema cannot express (path and template syntax, `X` placement, ISO codes, phone
+regions, an event name listed under two types). The format is documented in docs/mapping.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib.resources
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema
+import phonenumbers
+import yaml
+
+from transforms.errors import InvalidValueError, MappingFileError
+from transforms.events import CUSTOM
+from transforms.mapping_schema import MAPPING_SCHEMA
+from transforms.money import CURRENCY_EXPONENTS, MAJOR
+from transforms.paths import (
+    EACH,
+    Path,
+    PathSyntaxError,
+    Template,
+    ValueSource,
+    compile_reference,
+    split_alternatives,
+)
+from transforms.timestamps import MILLISECONDS, to_epoch_ms
+from transforms.user_fields import DEFAULT_PROFILE, LOGICAL_FIELDS
+
+DEFAULT_MAPPING_RESOURCE = "default_mapping.yaml"
+DEFAULT_MAPPING_NAME = "<default mapping>"
+DEFAULT_ACTION_SOURCE = "web"
+DEFAULT_CONSENT_VALUES = (True, 1, "true", "yes", "y", "1", "granted")
+_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+# --- the compiled plan ---------------------------------------------------------------------------
+
+class ItemValueSource:
+    """A contents item field: fallbacks that read the item (`items.X.id` -> `id` of each item)
+    or the row (`content_type`), then a default. Picklable."""
+
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted")
+
+    def __init__(self, name: str, refs: tuple[tuple[bool, Path], ...] = (), *,
+                 has_constant: bool = False, constant: Any = None, default: Any = None):
+        self.name = name
+        self.refs = tuple(refs)   # (reads the item?, path)
+        self.has_constant = has_constant
+        self.constant = constant
+        self.default = default
+        self._defaulted = f"{name}.defaulted"
+
+    def __getstate__(self):
+        return (self.name, self.refs, self.has_constant, self.constant, self.default)
+
+    def __setstate__(self, state):
+        self.__init__(state[0], state[1], has_constant=state[2], constant=state[3],
+                      default=state[4])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ItemValueSource) and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.refs))
+
+    def __repr__(self) -> str:
+        return f"ItemValueSource({self.name!r}, {self.refs!r}, default={self.default!r})"
+
+    def get(self, item: Any, row: Any, counters: Any = None) -> Any:
+        if self.has_constant:
+            return self.constant
+        for reads_item, path in self.refs:
+            value = path.get(item if reads_item else row)
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                return value
+        if self.default is not None and counters is not None:
+            counters[self._defaulted] += 1
+        return self.default
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentsPlan:
+    path: Path                                          # the list, e.g. items
+    fields: tuple[tuple[str, ItemValueSource], ...]     # CAPI item field -> source
+    amount_unit: str = MAJOR
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsentPlan:
+    source: ValueSource
+    granted: tuple[Any, ...] = DEFAULT_CONSENT_VALUES   # strings compared lower-cased
+
+    def is_granted(self, row: Any) -> bool:
+        value = self.source.get(row)
+        if isinstance(value, str):
+            value = value.strip().lower()
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is None:
+            return False
+        return any(value == g and type(value) is type(g) for g in self.granted)
+
+
+@dataclasses.dataclass(frozen=True)
+class MappingPlan:
+    """A validated, compiled mapping. Frozen and picklable (Beam ships it to workers)."""
+
+    name: str                                   # the mapping file, for messages
+    id: ValueSource
+    type: ValueSource                           # the source event name
+    event_names: tuple[tuple[str, str], ...]    # (lower-case source name, CAPI type)
+    exclude: tuple[str, ...]                    # lower-case source names or CAPI types
+    timestamp_ms: ValueSource | None = None
+    timestamp_unit: str = MILLISECONDS
+    custom_event_name: ValueSource | None = None
+    oppref: ValueSource | None = None
+    action_source: ValueSource | None = None
+    source_url: ValueSource | None = None
+    opt_out: ValueSource | None = None
+    amount: ValueSource | None = None
+    amount_unit: str = MAJOR
+    currency: ValueSource | None = None
+    plan_id: ValueSource | None = None
+    contents: ContentsPlan | None = None
+    custom_data: tuple[tuple[str, ValueSource], ...] = ()
+    user_enabled: bool = True
+    user_profile: str = DEFAULT_PROFILE
+    default_phone_region: str | None = None
+    user_fields: tuple[tuple[str, ValueSource], ...] = ()
+    consent: ConsentPlan | None = None
+    pixel_id: ValueSource | None = None
+    required_columns: tuple[str, ...] = ()
+    """Every top-level column the plan may read. A dotted path yields all its readings
+    (`user.email` -> `user`, `user.email`); intersect with the source's schema."""
+
+    def event_type_for(self, name: str) -> str:
+        return dict(self.event_names).get(name.strip().lower(), CUSTOM)
+
+
+# --- public entry points -------------------------------------------------------------------------
+
+def default_mapping_text() -> str:
+    """The packaged default mapping (what `--print-default-mapping` prints)."""
+    return importlib.resources.files("transforms").joinpath(DEFAULT_MAPPING_RESOURCE).read_text(
+        encoding="utf-8")
+
+
+def load_mapping(path: str | None = None) -> MappingPlan:
+    """Load, validate and compile a mapping file; None = the packaged default mapping."""
+    if path is None:
+        return _default_plan()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise MappingFileError(
+            f"Mapping file {path!r} does not exist. Fix: pass the path of a YAML mapping file to"
+            " --mapping, or leave --mapping out to use the default mapping") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingFileError(
+            f"Mapping file {path!r} cannot be read ({type(exc).__name__}: {exc}). Fix: check the"
+            " path and that the file is UTF-8 text") from None
+    return parse_mapping(text, path)
+
+
+def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
+    """Validate and compile mapping YAML text; `name` is used in error messages."""
+    document = _read_yaml(text, name)
+    _check_schema(document, name)
+    if document.get("extends") == "default":
+        document = _merge(_default_document(), document)
+    return _compile(document, name, overlay=document)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_plan() -> MappingPlan:
+    return parse_mapping(default_mapping_text(), DEFAULT_MAPPING_NAME)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_document_cached() -> dict[str, Any]:
+    return _read_yaml(default_mapping_text(), DEFAULT_MAPPING_NAME)
+
+
+def _default_document() -> dict[str, Any]:
+    import copy
+    return copy.deepcopy(_default_document_cached())
+
+
+def builtin_event_names() -> dict[str, str]:
+    """The contract's event-name table (from the default mapping): source name -> CAPI type."""
+    table: dict[str, str] = {}
+    for event_type, names in _default_document_cached()["event_names"]["types"].items():
+        for source_name in names:
+            table[source_name.strip().lower()] = event_type
+    return table
+
+
+# --- step 1: YAML ------------------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}; a key may appear once per section", mark)
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(text: str, name: str) -> dict[str, Any]:
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MappingFileError(
+            f"Mapping file {name!r} is not valid YAML{where}: {problem}. Fix: correct the YAML"
+            " syntax (indent with spaces, quote values containing ': ' or '#')") from None
+    if document is None:
+        raise MappingFileError(
+            f"Mapping file {name!r} is empty. Fix: start from `capi-sync --print-default-mapping`"
+            " or write `extends: default`")
+    if not isinstance(document, dict):
+        raise MappingFileError(
+            f"Mapping file {name!r}: the top level must be a mapping of keys (event:, data:, ...),"
+            f" not a {_yaml_type(document)}. Fix: see docs/mapping.md for the layout")
+    return document
+
+
+# --- step 2: the schema --------------------------------------------------------------------------
+
+_VALIDATOR = jsonschema.Draft202012Validator(MAPPING_SCHEMA)
+
+
+def _check_schema(document: dict[str, Any], name: str) -> None:
+    problems = []
+    for error in sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(map(str, e.path))):
+        problems.extend(_describe_schema_error(error))
+    if problems:
+        raise MappingFileError(_format_problems(name, problems))
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _yaml_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _describe_schema_error(error: jsonschema.ValidationError) -> list[tuple[str, str, str]]:
+    """(key path, what is wrong, how to fix it) for one jsonschema error."""
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    fix = schema.get("x-fix", "see docs/mapping.md")
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extras = [key for key in error.instance if key not in schema.get("properties", {})]
+        out = []
+        for key in extras:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            out.append((_key_path(path + [key]), f"unknown key {key!r}",
+                        f"{hint}allowed keys here: {', '.join(allowed)}"))
+        return out
+    if kind == "type":
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        wanted = " or ".join("mapping" if t == "object" else "list" if t == "array" else
+                             "text" if t == "string" else t for t in expected if t != "null")
+        return [(_key_path(path), f"expected {wanted}, found {_yaml_type(error.instance)}", fix)]
+    if kind == "enum":
+        return [(_key_path(path), f"{error.instance!r} is not allowed here", fix)]
+    if kind == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return [(_key_path(path + missing[:1]), "is required but missing", fix)]
+    if kind == "oneOf":
+        return [(_key_path(path), schema.get("x-message", "does not match any allowed form"),
+                 fix)]
+    if kind in ("minLength", "minItems"):
+        return [(_key_path(path), "must not be empty", fix)]
+    if kind == "pattern":
+        return [(_key_path(path), f"{error.instance!r} does not have the expected form", fix)]
+    if kind == "propertyNames":
+        bad = error.instance if isinstance(error.instance, str) else str(error.instance)
+        return [(_key_path(path), f"the name {bad!r} cannot be used here", fix)]
+    if kind == "not" and error.parent is None and isinstance(error.instance, str):
+        return [(_key_path(path), f"the name {error.instance!r} is reserved", fix)]
+    return [(_key_path(path), error.message, fix)]
+
+
+def _format_problems(name: str, problems: list[tuple[str, str, str]]) -> str:
+    if len(problems) == 1:
+        where, what, fix = problems[0]
+        return f"Mapping file {name!r}: {where}: {what}. Fix: {fix}"
+    lines = [f"Mapping file {name!r} has {len(problems)} problems:"]
+    lines += [f"  - {where}: {what}. Fix: {fix}" for where, what, fix in problems]
+    return "\n".join(lines)
+
+
+# --- extends: default ----------------------------------------------------------------------------
+
+# Sections merged key by key; everything else (a field spec, a list) is replaced as a whole.
+_MERGED_SECTIONS = {("event",), ("event_names",), ("event_names", "types"), ("data",),
+                    ("data", "contents"), ("data", "contents", "fields"), ("data", "custom"),
+                    ("user",), ("user", "fields")}
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any], at: tuple[str, ...] = ()
+           ) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        here = at + (key,)
+        if (here in _MERGED_SECTIONS and isinstance(value, dict)
+                and isinstance(merged.get(key), dict)):
+            merged[key] = _merge(merged[key], value, here)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --- step 3: compile, with the checks a schema cannot express ------------------------------------
+
+class _Compiler:
+    def __init__(self, name: str):
+        self.name = name
+        self.problems: list[tuple[str, str, str]] = []
+        self.columns: dict[str, None] = {}
+
+    def problem(self, where: str, what: str, fix: str) -> None:
+        self.problems.append((where, what, fix))
+
+    def _reads(self, path: Path) -> None:
+        for column in path.top_level_columns():
+            self.columns.setdefault(column)
+
+    def references(self, spec: Any, where: str, *, allow_each: bool = False
+                   ) -> tuple[Path | Template, ...]:
+        refs = []
+        for text in split_alternatives(spec):
+            try:
+                ref = compile_reference(text)
+            except PathSyntaxError as exc:
+                self.problem(where, str(exc), "see 'Paths' in docs/mapping.md")
+                continue
+            paths = ref.paths if isinstance(ref, Template) else (ref,)
+            if not allow_each and any(p.has_each for p in paths):
+                self.problem(where, f"{text!r} uses '{EACH}' (each list element) where one value"
+                                    " is expected",
+                             "use X only in user fields and data.contents.fields; point to one"
+                             " value here, e.g. items.0.id")
+                continue
+            for p in paths:
+                self._reads(p)
+            refs.append(ref)
+        return tuple(refs)
+
+    def value_source(self, spec: Any, where: str, *, allow_each: bool = False
+                     ) -> ValueSource | None:
+        if spec is None:
+            return None
+        if isinstance(spec, dict):
+            if "constant" in spec:
+                if "default" in spec:
+                    self.problem(where, "has both 'constant' and 'default'",
+                                 "a constant is always used; remove 'default'")
+                return ValueSource(where, has_constant=True, constant=spec["constant"])
+            refs = self.references(spec["path"], where + ".path", allow_each=allow_each)
+            return ValueSource(where, refs, default=spec.get("default"))
+        return ValueSource(where, self.references(spec, where, allow_each=allow_each))
+
+    def item_source(self, spec: Any, where: str, list_path: str) -> ItemValueSource | None:
+        if spec is None:
+            return None
+        if isinstance(spec, dict) and "constant" in spec:
+            if "default" in spec:
+                self.problem(where, "has both 'constant' and 'default'",
+                             "a constant is always used; remove 'default'")
+            return ItemValueSource(where, has_constant=True, constant=spec["constant"])
+        paths_spec = spec["path"] if isinstance(spec, dict) else spec
+        where_paths = where + ".path" if isinstance(spec, dict) else where
+        prefix = f"{list_path}.{EACH}."
+        refs = []
+        for text in split_alternatives(paths_spec):
+            if not text or "{" in text or "}" in text:
+                self.problem(where_paths, f"{text!r} is not a path (templates are not supported"
+                                          " in contents fields)",
+                             f"write a path of each item such as {prefix}id, or a row column")
+                continue
+            reads_item = text.startswith(prefix)
+            try:
+                path = Path(text[len(prefix):] if reads_item else text)
+            except PathSyntaxError as exc:
+                self.problem(where_paths, str(exc), "see 'Paths' in docs/mapping.md")
+                continue
+            if path.has_each:
+                self.problem(where_paths, f"{text!r} does not read each item as {prefix}<field>",
+                             f"item fields read {prefix}<field> (each item) or a row column")
+                continue
+            if not reads_item:
+                self._reads(path)
+            refs.append((reads_item, path))
+        default = spec.get("default") if isinstance(spec, dict) else None
+        return ItemValueSource(where, tuple(refs), default=default)
+
+    def check_currency_values(self, spec: Any, where: str) -> None:
+        if isinstance(spec, dict):
+            for key in ("constant", "default"):
+                value = spec.get(key)
+                if value is not None and str(value).strip().upper() not in CURRENCY_EXPONENTS:
+                    self.problem(f"{where}.{key}", f"{value!r} is not an ISO 4217 currency code",
+                                 "use a code such as USD, EUR or JPY")
+
+    def check_number_values(self, spec: Any, where: str) -> None:
+        if isinstance(spec, dict):
+            for key in ("constant", "default"):
+                value = spec.get(key)
+                if value is not None and (isinstance(value, bool) or value < 0):
+                    self.problem(f"{where}.{key}", "must be a non-negative number",
+                                 "write an amount such as 0 or 19.99")
+
+
+def _compile(document: dict[str, Any], name: str, overlay: dict[str, Any]) -> MappingPlan:
+    c = _Compiler(name)
+    event = document.get("event") or {}
+    for required in ("id", "type"):
+        if event.get(required) is None:
+            c.problem(f"event.{required}", "is not mapped",
+                      "map it, e.g. id: order_{order_id} / type: event_name or"
+                      " {constant: purchase}")
+    if isinstance(event.get("id"), dict) and "constant" in event["id"]:
+        c.problem("event.id", "is a constant, so every event would have the same id (the API"
+                              " deduplicates on type and id)",
+                  "use a column or a template such as order_{order_id}")
+
+    id_source = c.value_source(event.get("id"), "event.id")
+    type_source = c.value_source(event.get("type"), "event.type")
+    timestamp_spec = event.get("timestamp_ms")
+    timestamp_unit = (timestamp_spec.get("unit", MILLISECONDS)
+                      if isinstance(timestamp_spec, dict) else MILLISECONDS)
+    timestamp = c.value_source(timestamp_spec, "event.timestamp_ms")
+    if isinstance(timestamp_spec, dict):
+        for key in ("constant", "default"):
+            if timestamp_spec.get(key) is not None:
+                try:
+                    to_epoch_ms(timestamp_spec[key], timestamp_unit)
+                except InvalidValueError:
+                    c.problem(f"event.timestamp_ms.{key}",
+                              f"cannot be read as a timestamp with unit {timestamp_unit}",
+                              "write an ISO-8601 text or epoch milliseconds")
+    custom_name_spec = event.get("custom_event_name")
+    if isinstance(custom_name_spec, dict) and isinstance(custom_name_spec.get("constant"), str):
+        if not _CUSTOM_EVENT_NAME.fullmatch(custom_name_spec["constant"].strip().lower()):
+            c.problem("event.custom_event_name.constant",
+                      "is not 1-64 characters of a-z, 0-9, '_' or '-'",
+                      "use a name such as newsletter_signup")
+    action_source = c.value_source(event.get("action_source"), "event.action_source")
+    if "action_source" not in event:
+        action_source = ValueSource("event.action_source", default=DEFAULT_ACTION_SOURCE)
+
+    event_names, exclude = _compile_event_names(c, document.get("event_names") or {},
+                                                overlay.get("event_names") or {})
+
+    data = document.get("data") or {}
+    c.check_currency_values(data.get("currency"), "data.currency")
+    c.check_number_values(data.get("amount"), "data.amount")
+    amount_spec = data.get("amount")
+    contents = _compile_contents(c, data.get("contents"))
+    custom_data = tuple(
+        (member, source) for member, spec in sorted((data.get("custom") or {}).items())
+        if (source := c.value_source(spec, f"data.custom.{member}")) is not None)
+
+    user = document.get("user") or {}
+    user_enabled = user.get("enabled", True)
+    region = user.get("default_phone_region")
+    if region is not None:
+        region = region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            c.problem("user.default_phone_region", f"{region!r} is not a region phone numbers"
+                                                   " can be read for",
+                      "use an ISO 3166-1 alpha-2 code such as US, GB or FR, or null")
+    columns_before_user = dict(c.columns)
+    user_fields = tuple(
+        (logical, source) for logical in LOGICAL_FIELDS
+        if (source := c.value_source((user.get("fields") or {}).get(logical),
+                                     f"user.fields.{logical}", allow_each=True)) is not None)
+    if not user_enabled:
+        c.columns = columns_before_user
+
+    consent = _compile_consent(c, document.get("consent"))
+    pixel_id = c.value_source(document.get("pixel_id"), "pixel_id")
+    custom_event_name = c.value_source(custom_name_spec, "event.custom_event_name")
+    oppref = c.value_source(event.get("oppref"), "event.oppref")
+    source_url = c.value_source(event.get("source_url"), "event.source_url")
+    opt_out = c.value_source(event.get("opt_out"), "event.opt_out")
+    amount = c.value_source(amount_spec, "data.amount")
+    currency = c.value_source(data.get("currency"), "data.currency")
+    plan_id = c.value_source(data.get("plan_id"), "data.plan_id")
+
+    if c.problems:
+        raise MappingFileError(_format_problems(name, c.problems))
+    return MappingPlan(
+        name=name,
+        id=id_source,
+        type=type_source,
+        event_names=event_names,
+        exclude=exclude,
+        timestamp_ms=timestamp,
+        timestamp_unit=timestamp_unit,
+        custom_event_name=custom_event_name,
+        oppref=oppref,
+        action_source=action_source,
+        source_url=source_url,
+        opt_out=opt_out,
+        amount=amount,
+        amount_unit=amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR,
+        currency=currency,
+        plan_id=plan_id,
+        contents=contents,
+        custom_data=custom_data,
+        user_enabled=user_enabled,
+        user_profile=user.get("profile", DEFAULT_PROFILE),
+        default_phone_region=region,
+        user_fields=user_fields if user_enabled else (),
+        consent=consent,
+        pixel_id=pixel_id,
+        required_columns=tuple(c.columns),
+    )
+
+
+def _compile_event_names(c: _Compiler, section: dict[str, Any], own: dict[str, Any]
+                         ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    table = {} if section.get("replace") else builtin_event_names()
+    listed: dict[str, str] = {}
+    for event_type, names in (own.get("types") or {}).items():
+        for index, source_name in enumerate(names):
+            key = source_name.strip().lower()
+            if key in listed and listed[key] != event_type:
+                c.problem(f"event_names.types.{event_type}[{index}]",
+                          f"{source_name!r} is also listed under {listed[key]}",
+                          "list each source event name under one type only")
+            listed[key] = event_type
+    table.update(listed)
+    # Entries are source names or CAPI types (`page_viewed` also skips page_view rows).
+    exclude = tuple(dict.fromkeys(name.strip().lower() for name in section.get("exclude") or ()))
+    return tuple(sorted(table.items())), exclude
+
+
+def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsPlan | None:
+    if not section:
+        return None
+    try:
+        list_path = Path(section["path"].strip())
+    except PathSyntaxError as exc:
+        c.problem("data.contents.path", str(exc), "write the path of the list, e.g. items")
+        return None
+    if list_path.has_each:
+        c.problem("data.contents.path", f"the list path must not contain '{EACH}'",
+                  "write the list itself, e.g. items (item fields then use items.X.id)")
+        return None
+    c._reads(list_path)
+    fields_spec = section.get("fields") or {}
+    c.check_currency_values(fields_spec.get("currency"), "data.contents.fields.currency")
+    c.check_number_values(fields_spec.get("amount"), "data.contents.fields.amount")
+    fields = tuple(
+        (field, source) for field, spec in fields_spec.items()
+        if (source := c.item_source(spec, f"data.contents.fields.{field}", list_path.text))
+        is not None)
+    amount_spec = fields_spec.get("amount")
+    unit = amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR
+    return ContentsPlan(path=list_path, fields=fields, amount_unit=unit)
+
+
+def _compile_consent(c: _Compiler, spec: Any) -> ConsentPlan | None:
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        source = ValueSource("consent", c.references(spec["path"], "consent.path"))
+        granted = tuple(value.strip().lower() if isinstance(value, str) else value
+                        for value in spec.get("granted", DEFAULT_CONSENT_VALUES))
+        return ConsentPlan(source, granted)
+    return ConsentPlan(ValueSource("consent", c.references(spec, "consent")))

@@ -1,0 +1,180 @@
+"""JSON Schema of a mapping file (validated with `jsonschema` before anything else happens).
+
+Subschemas may carry `x-fix` (what to write instead) and `x-message` (what is wrong); the loader
+puts them into its error messages. Rules a schema cannot express (path syntax, templates, ISO
+codes, phone regions, duplicate event names) are checked by transforms.mapping afterwards.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from transforms.events import ACTION_SOURCES, EVENT_TYPES
+from transforms.money import MONEY_UNITS
+from transforms.timestamps import TIMESTAMP_UNITS
+from transforms.user_fields import LOGICAL_FIELDS, PROFILES
+
+FIELD_FIX = ("write a path (user.email), fallbacks ('a | b' or a list of paths), a template"
+             " (order_{order_id}), or an object {path: ..., default: ...} / {constant: ...}")
+
+SCALAR_TYPES = ["string", "number", "boolean"]
+
+# Members `data.custom` may not use: they are set by the mapper from data.* fields.
+RESERVED_DATA_MEMBERS = ("type", "amount", "currency", "contents", "plan_id")
+
+
+def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | None = None,
+               values: list[Any] | None = None, allow_default: bool = True) -> dict[str, Any]:
+    """A field: path text, a list of fallbacks, or {path|constant, default, unit}; null = unmapped."""
+    types = value_types or SCALAR_TYPES
+    scalar: dict[str, Any] = {
+        "type": types,
+        "x-fix": f"write a {' or '.join(types)} value; quote text that YAML reads as something"
+                 " else (NO, yes, on, 007)"}
+    if values is not None:
+        scalar = {"enum": values, "x-fix": "use one of: " + ", ".join(map(str, values))}
+    properties: dict[str, Any] = {
+        "path": {"type": ["string", "array"], "minLength": 1, "minItems": 1,
+                 "items": {"type": "string", "minLength": 1},
+                 "x-fix": "write a path or a list of fallback paths"},
+        "constant": scalar,
+    }
+    if allow_default:
+        properties["default"] = scalar
+    if units:
+        properties["unit"] = {"enum": list(units), "x-fix": "use one of: " + ", ".join(units)}
+    return {
+        "type": ["string", "array", "object", "null"],
+        "minLength": 1,
+        "minItems": 1,
+        "items": {"type": "string", "minLength": 1, "x-fix": "each fallback is a path text"},
+        "properties": properties,
+        "additionalProperties": False,
+        "if": {"type": "object"},
+        "then": {"oneOf": [{"required": ["path"]}, {"required": ["constant"]}],
+                 "x-message": "a field object needs exactly one of 'path' or 'constant'",
+                 "x-fix": "write {path: some.column} or {constant: value}, not both or neither"},
+        "x-fix": FIELD_FIX,
+    }
+
+
+def _section(properties: dict[str, Any], fix: str) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "additionalProperties": False,
+            "x-fix": fix}
+
+
+EVENT_SECTION = _section({
+    "id": field_spec(allow_default=False),
+    "type": field_spec(),
+    "timestamp_ms": field_spec(units=TIMESTAMP_UNITS, value_types=["string", "integer"]),
+    "custom_event_name": field_spec(value_types=["string"]),
+    "oppref": field_spec(value_types=["string"]),
+    "action_source": field_spec(values=sorted(ACTION_SOURCES)),
+    "source_url": field_spec(value_types=["string"]),
+    "opt_out": field_spec(value_types=["boolean"]),
+}, "event holds the top-level CAPI fields: id, type, timestamp_ms, custom_event_name, oppref,"
+   " action_source, source_url, opt_out")
+
+EVENT_NAMES_SECTION = _section({
+    "replace": {"type": "boolean",
+                "x-fix": "true replaces the built-in event-name table, false extends it"},
+    "types": _section(
+        {event_type: {"type": "array", "minItems": 1,
+                      "items": {"type": "string", "minLength": 1},
+                      "x-fix": f"list the source event names for {event_type}, e.g. [purchase]"}
+         for event_type in sorted(EVENT_TYPES)},
+        "keys are CAPI event types: " + ", ".join(sorted(EVENT_TYPES))),
+    "exclude": {"type": "array", "items": {"type": "string", "minLength": 1},
+                "x-fix": "list source event names or CAPI types to skip, e.g. [heartbeat]"},
+}, "event_names holds: replace, types, exclude")
+
+CONTENTS_SECTION = {
+    "type": ["object", "null"],
+    "properties": {
+        "path": {"type": "string", "minLength": 1,
+                 "x-fix": "the path of the list of items, e.g. items"},
+        "fields": _section({
+            "id": field_spec(value_types=["string"]),
+            "group_id": field_spec(value_types=["string"]),
+            "name": field_spec(value_types=["string"]),
+            "content_type": field_spec(value_types=["string"]),
+            "amount": field_spec(units=MONEY_UNITS, value_types=["number"]),
+            "quantity": field_spec(value_types=["integer"]),
+            "currency": field_spec(value_types=["string"]),
+            "variant_dict": field_spec(value_types=["string"]),
+        }, "contents fields are: id, group_id, name, content_type, amount, quantity, currency,"
+           " variant_dict"),
+    },
+    "required": ["path"],
+    "additionalProperties": False,
+    "x-fix": "write contents: {path: items, fields: {id: items.X.id, ...}}",
+}
+
+DATA_SECTION = _section({
+    "amount": field_spec(units=MONEY_UNITS, value_types=["number"]),
+    "currency": field_spec(value_types=["string"]),
+    "plan_id": field_spec(value_types=["string"]),
+    "contents": CONTENTS_SECTION,
+    "custom": {"type": "object",
+               "propertyNames": {"pattern": "^[A-Za-z0-9_]+$",
+                                 "not": {"enum": list(RESERVED_DATA_MEMBERS)},
+                                 "x-fix": "name custom data members with letters, digits and"
+                                          " '_' (not type, amount, currency, contents, plan_id)"},
+               "additionalProperties": field_spec(),
+               "x-fix": "custom: {member_name: path, ...} (sent only for custom events)"},
+}, "data holds: amount, currency, plan_id, contents, custom")
+
+USER_SECTION = _section({
+    "enabled": {"type": "boolean", "x-fix": "true or false (false: no user object is sent)"},
+    "profile": {"enum": sorted(PROFILES), "x-fix": "use one of: " + ", ".join(sorted(PROFILES))},
+    "default_phone_region": {"type": ["string", "null"], "pattern": "^[A-Za-z]{2}$",
+                             "x-fix": "an ISO 3166-1 alpha-2 code such as US, or null"},
+    "fields": _section({logical: field_spec() for logical in LOGICAL_FIELDS},
+                       "user fields are: " + ", ".join(LOGICAL_FIELDS)),
+}, "user holds: enabled, profile, default_phone_region, fields")
+
+CONSENT_SECTION = {
+    "type": ["string", "array", "object", "null"],
+    "minLength": 1,
+    "minItems": 1,
+    "items": {"type": "string", "minLength": 1},
+    "properties": {
+        "path": {"type": ["string", "array"], "minLength": 1, "minItems": 1,
+                 "items": {"type": "string", "minLength": 1}},
+        "granted": {"type": "array", "minItems": 1,
+                    "items": {"type": ["string", "number", "boolean"]},
+                    "x-fix": "list the values that mean consent, e.g. [true, granted]"},
+    },
+    "required": ["path"],
+    "additionalProperties": False,
+    "x-fix": "write consent: some.column, or {path: some.column, granted: [true, 'yes']}",
+}
+
+MAPPING_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "version": {"enum": [1], "x-fix": "write version: 1"},
+        "extends": {"enum": ["default", None],
+                    "x-fix": "write extends: default to start from the default mapping,"
+                             " or leave the key out"},
+        "event": EVENT_SECTION,
+        "event_names": EVENT_NAMES_SECTION,
+        "data": DATA_SECTION,
+        "user": USER_SECTION,
+        "consent": CONSENT_SECTION,
+        "pixel_id": field_spec(value_types=["string"]),
+    },
+    "additionalProperties": False,
+    "if": {"not": {"required": ["extends"], "properties": {"extends": {"const": "default"}}}},
+    "then": {
+        "required": ["event"],
+        "properties": {"event": {
+            "required": ["id", "type"],
+            "x-fix": "map at least event.id (a stable id, e.g. order_{order_id}) and event.type"
+                     " (the column holding the event name, or {constant: purchase});"
+                     " or write extends: default"}},
+        "x-fix": "add an event section with id and type, or write extends: default",
+    },
+    "x-fix": "top-level keys are: version, extends, event, event_names, data, user, consent,"
+             " pixel_id",
+}

@@ -1,0 +1,385 @@
+"""Normalizers for user fields (contract section 6): one function per rule, value in, str or None out.
+
+Each returns None when the value is empty or invalid after normalization (the caller leaves the
+field out and counts it); none raises on bad input. Normalizing a normalized value changes
+nothing (tested with hypothesis), except for phones, whose output drops the '+'
+(`normalize_phone("+" + once) == once`).
+
+Speed matters here (every row, every field): ASCII text skips Unicode normalization, values with
+few distinct spellings (countries, cities, states) are cached, and clean phone strings take a
+fast path that reproduces `phonenumbers.parse` step by step (see `_fast_phone_digits`).
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import string
+import unicodedata
+from decimal import Decimal
+from typing import Any
+
+import phonenumbers
+import pycountry
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+MAX_CITY_LENGTH = 128
+MAX_POSTAL_CODE_LENGTH = 32
+
+
+def as_text(value: Any) -> str | None:
+    """The text of a scalar source value: 94105 -> '94105', 94105.0 -> '94105'; lists/objects -> None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def is_sha256_hex(text: str) -> bool:
+    """A value that already is 64 hex characters is taken as a hash (passed through, lower-cased)."""
+    return len(text) == 64 and _SHA256_HEX.fullmatch(text) is not None
+
+
+def _nfc_lower(text: str) -> str:
+    """trim, NFC, Unicode lower-case (NFC again: lower-casing can decompose, e.g. 'İ')."""
+    text = text.strip()
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).lower()).strip()
+
+
+# --- email ------------------------------------------------------------------------------------
+
+def normalize_email(value: Any) -> str | None:
+    """trim, NFC, lower-case; exactly one '@' with text on both sides (' Jo@X.com ' -> 'jo@x.com')."""
+    text = as_text(value)
+    if text is None:
+        return None
+    text = _nfc_lower(text)
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        return None
+    return text
+
+
+# --- names, cities, regions ---------------------------------------------------------------------
+
+_ASCII_NAME_DROP = str.maketrans("", "", string.punctuation + string.whitespace)
+
+
+def normalize_name(value: Any) -> str | None:
+    """trim, NFC, lower-case, no whitespace, punctuation or symbols ('Mary-Jane' -> 'maryjane')."""
+    text = as_text(value)
+    return None if text is None else _normalize_name_text(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalize_name_text(text: str) -> str | None:
+    if text.isascii():
+        result = text.lower().translate(_ASCII_NAME_DROP)
+    else:
+        lowered = _nfc_lower(text)
+        kept = "".join(ch for ch in lowered if not _is_space_or_punctuation(ch))
+        # removing a mark's neighbour can leave a composable pair: 'e.\u0301' -> 'é'
+        result = unicodedata.normalize("NFC", kept)
+    return result or None
+
+
+def _is_space_or_punctuation(ch: str) -> bool:
+    # Punctuation (P*) and symbols (S*): the same set as ASCII's string.punctuation.
+    return ch.isspace() or unicodedata.category(ch)[0] in "PSZ"
+
+
+def normalize_city(value: Any) -> str | None:
+    """trim, NFC, lower-case, at most 128 characters ('San Francisco' -> 'san francisco')."""
+    text = as_text(value)
+    return None if text is None else _normalize_city_text(text)
+
+
+normalize_region = normalize_city
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalize_city_text(text: str) -> str | None:
+    result = _nfc_lower(text)[:MAX_CITY_LENGTH].rstrip()
+    return result or None
+
+
+def _is_letter(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LM"
+
+
+def _letters_only(text: str) -> str:
+    """lower-case letters only ('San Francisco' -> 'sanfrancisco'), marks kept with their letters."""
+    lowered = _nfc_lower(text)
+    if lowered.isascii():
+        return "".join(ch for ch in lowered if ch.isalpha())
+    return unicodedata.normalize("NFC", "".join(ch for ch in lowered if _is_letter(ch)))
+
+
+def normalize_city_letters(value: Any) -> str | None:
+    """Profile `scalar`: lower-case letters only ('San Francisco' -> 'sanfrancisco')."""
+    text = as_text(value)
+    return None if text is None else _city_letters_text(text)
+
+
+@functools.lru_cache(maxsize=16384)
+def _city_letters_text(text: str) -> str | None:
+    return _letters_only(text) or None
+
+
+def _us_states_by_name() -> dict[str, str]:
+    states = {}
+    for subdivision in pycountry.subdivisions.get(country_code="US"):
+        states[_letters_only(subdivision.name)] = subdivision.code.split("-", 1)[1].lower()
+    return states
+
+
+_US_STATE_CODE_BY_NAME = _us_states_by_name()
+
+
+def normalize_state_letters(value: Any, country: str | None = None) -> str | None:
+    """Profile `scalar`: lower-case letters; a US state name -> its code ('New York' -> 'ny').
+
+    The name table applies when the row's country is US or unknown.
+    """
+    text = as_text(value)
+    return None if text is None else _state_letters_text(text, country in (None, "US"))
+
+
+@functools.lru_cache(maxsize=16384)
+def _state_letters_text(text: str, us: bool) -> str | None:
+    letters = _letters_only(text)
+    if us:
+        letters = _US_STATE_CODE_BY_NAME.get(letters, letters)
+    return letters or None
+
+
+# --- postal codes -------------------------------------------------------------------------------
+
+_POSTAL_DROP = re.compile(r"[^A-Za-z0-9 \-]+")
+_ZIP_DROP = re.compile(r"[^a-z0-9]+")
+_US_ZIP = re.compile(r"\d{5}(?:\d{4})?")
+
+
+def normalize_postal_code(value: Any) -> str | None:
+    """trim, only ASCII letters, digits, spaces and hyphens, at most 32, case kept ('94105-1234')."""
+    text = as_text(value)
+    if text is None:
+        return None
+    return _POSTAL_DROP.sub("", text.strip())[:MAX_POSTAL_CODE_LENGTH].strip() or None
+
+
+def normalize_zip_letters(value: Any, country: str | None = None) -> str | None:
+    """Profile `scalar`: lower-case, no spaces or dashes; a US ZIP -> first 5 digits ('94105-1234' -> '94105')."""
+    text = as_text(value)
+    if text is None:
+        return None
+    compact = _ZIP_DROP.sub("", text.lower())[:MAX_POSTAL_CODE_LENGTH]
+    if country in (None, "US") and _US_ZIP.fullmatch(compact):
+        compact = compact[:5]
+    return compact or None
+
+
+# --- countries ----------------------------------------------------------------------------------
+
+def normalize_country(value: Any) -> str | None:
+    """ISO 3166-1 alpha-2, upper-case; alpha-3 and English names accepted ('usa' -> 'US')."""
+    text = as_text(value)
+    if text is None or len(text) > 100:
+        return None
+    return _country_alpha2(text.strip())
+
+
+@functools.lru_cache(maxsize=4096)
+def _country_alpha2(text: str) -> str | None:
+    if not text:
+        return None
+    if len(text) == 2 and text.isascii():
+        country = pycountry.countries.get(alpha_2=text.upper())
+    else:
+        try:
+            country = pycountry.countries.lookup(unicodedata.normalize("NFC", text))
+        except LookupError:
+            country = None
+    return country.alpha_2 if country is not None else None
+
+
+def normalize_country_lower(value: Any) -> str | None:
+    """Profile `scalar`: lower-case alpha-2 ('United States' -> 'us')."""
+    code = normalize_country(value)
+    return code.lower() if code else None
+
+
+# --- ids, opaque values, ip, user agent ---------------------------------------------------------
+
+def normalize_external_id(value: Any) -> str | None:
+    """trim only, case kept."""
+    text = as_text(value)
+    if text is None:
+        return None
+    return text.strip() or None
+
+
+def normalize_opaque(value: Any) -> str | None:
+    """obref: unchanged, non-empty."""
+    text = as_text(value)
+    return text if text and not text.isspace() else None
+
+
+normalize_user_agent = normalize_opaque
+
+_IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+                   r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+
+
+def normalize_ip_address(value: Any) -> str | None:
+    """Must parse as IPv4/IPv6; written in canonical form ('2001:DB8::0:1' -> '2001:db8::1')."""
+    text = as_text(value)
+    if text is None:
+        return None
+    text = text.strip()
+    if _IPV4.fullmatch(text):   # already canonical: no leading zeros, each octet <= 255
+        return text
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+# --- phone numbers ------------------------------------------------------------------------------
+
+def normalize_phone(value: Any, region: str | None = None) -> str | None:
+    """E.164 digits without '+': '+1 (415) 555-0100' -> '14155550100'; '020 7946 0018' in GB ->
+    '442079460018'. `region` (ISO alpha-2) is used for numbers without an international prefix;
+    without it such numbers are left out, as are numbers that are not possible numbers."""
+    text = as_text(value)
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    if _FAST_PHONE_AVAILABLE and _CLEAN_PHONE.fullmatch(text):
+        digits = text.translate(_PHONE_SEPARATORS)
+        plus = digits.startswith("+")
+        result = _fast_phone_digits(digits[1:] if plus else digits, plus, region)
+        if result is not _SLOW:
+            return result
+    return _phonenumbers_digits(text, region)
+
+
+def _phonenumbers_digits(text: str, region: str | None) -> str | None:
+    """The reference: phonenumbers.parse + is_possible_number + E.164."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+# Fast path. Only for strings of ASCII digits and the separators ' ().-' with an optional leading
+# '+': for these, phonenumbers' generic pre-processing (possible-number extraction, extension
+# stripping, Unicode digit folding, which cost ~15 us) cannot change anything, so we start where
+# `phonenumbers.parse` has the bare digits and run the same steps with its own helpers. Anything
+# unusual (an IDD prefix, an unknown country code, edge lengths) returns _SLOW and goes the
+# reference way. tests/transforms/test_normalize.py checks equality on thousands of numbers.
+_CLEAN_PHONE = re.compile(r"\+?[0-9 ().\-]+")
+_PHONE_SEPARATORS = str.maketrans("", "", " ().-")
+_SLOW = object()
+
+try:
+    from phonenumbers import phonenumberutil as _pnu
+
+    _extract_country_code = _pnu._extract_country_code
+    _strip_national_prefix = _pnu._maybe_strip_national_prefix_carrier_code
+    _test_number_length = _pnu._test_number_length
+    _match_national_number = _pnu._match_national_number
+    _PhoneMetadata = _pnu.PhoneMetadata
+    _VR = _pnu.ValidationResult
+    _KEEP_UNSTRIPPED = (_VR.TOO_SHORT, _VR.IS_POSSIBLE_LOCAL_ONLY, _VR.INVALID_LENGTH)
+    _POSSIBLE = (_VR.IS_POSSIBLE, _VR.IS_POSSIBLE_LOCAL_ONLY)
+    _MIN_NSN, _MAX_NSN = _pnu._MIN_LENGTH_FOR_NSN, _pnu._MAX_LENGTH_FOR_NSN
+    _FAST_PHONE_AVAILABLE = True
+except (ImportError, AttributeError):  # pragma: no cover - a phonenumbers without these helpers
+    _FAST_PHONE_AVAILABLE = False
+
+
+@functools.lru_cache(maxsize=None)
+def _metadata_for_calling_code(country_code: int):
+    region = phonenumbers.region_code_for_country_code(country_code)
+    return _PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+
+
+@functools.lru_cache(maxsize=None)
+def _region_plan(region: str):
+    """(metadata, compiled IDD pattern or None) for a supported region, else None."""
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    metadata = _PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None:
+        return None
+    idd = metadata.international_prefix
+    return metadata, (re.compile(idd) if idd else None)
+
+
+def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
+    """E.164 digits, None (not a possible number), or _SLOW (let phonenumbers decide)."""
+    if not 3 <= len(digits) <= _MAX_NSN:
+        return _SLOW
+    if plus:
+        if digits[0] == "0":
+            return _SLOW
+        country_code, national = _extract_country_code(digits)
+        if country_code == 0:
+            return _SLOW
+        metadata = _metadata_for_calling_code(country_code)
+    else:
+        plan = _region_plan(region) if region else None
+        if plan is None:
+            return None if region is None else _SLOW
+        metadata, idd = plan
+        if idd is not None and idd.match(digits):
+            return _SLOW   # dialled with an international prefix (00 44 ...)
+        country_code = metadata.country_code
+        national = digits
+        # phonenumbers' _maybe_extract_country_code: a national number may start with the
+        # region's own calling code ('44 20 7946 0018' in GB).
+        code_text = str(country_code)
+        if digits.startswith(code_text):
+            general = metadata.general_desc
+            _, potential, _ = _strip_national_prefix(digits[len(code_text):], metadata)
+            if ((not _match_national_number(digits, general, False)
+                 and _match_national_number(potential, general, False))
+                    or _test_number_length(digits, metadata) == _VR.TOO_LONG):
+                national = potential
+                # parse() then switches to the calling code's main region ('1...' in CA -> US)
+                metadata = _metadata_for_calling_code(country_code)
+    if len(national) < _MIN_NSN:
+        return _SLOW
+    _, potential, _ = _strip_national_prefix(national, metadata)
+    if _test_number_length(potential, metadata) not in _KEEP_UNSTRIPPED:
+        national = potential
+    if not _MIN_NSN <= len(national) <= _MAX_NSN:
+        return _SLOW
+    if _test_number_length(national, _metadata_for_calling_code(country_code)) not in _POSSIBLE:
+        return None
+    return f"{country_code}{national}"

@@ -1,0 +1,420 @@
+"""Dotted source paths, compiled once and resolved against every row.
+
+A path such as `context.device.ip` resolves through nested structs/maps (Parquet struct columns,
+JSON objects) and also matches a flat column whose name is literally the dotted text (a CSV or
+warehouse column called `user.email`), or any mix of the two (a struct column `context.device`
+holding `ip`). The all-nested reading is tried first because it is the common case.
+
+`X` as a segment means "each element of this list": `items.X.id` resolves to the list of every
+item's `id`. An all-digit segment indexes a list (`items.0.id`). Arrow map columns, which
+`pyarrow` turns into lists of `(key, value)` pairs, are looked up like dicts.
+
+Templates (`order_{properties.order_id}`) are literal text with `{path}` placeholders; `{{` and
+`}}` are literal braces. A template renders to None when any placeholder is empty, so it can
+sit in a fallback list like a path.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+EACH = "X"
+
+_BAD_SEGMENT_CHARS = re.compile(r"[{}|]")
+
+
+class PathSyntaxError(ValueError):
+    """A path or template that cannot be compiled; the message says what to write instead."""
+
+
+def is_empty(value: Any) -> bool:
+    """None, blank strings and empty lists/objects are 'no value' (the next fallback is tried)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value or value.isspace()
+    if isinstance(value, (list, tuple, dict)):
+        return not value
+    return False
+
+
+def _lookup(node: Any, key: str) -> Any:
+    """One step of a path: a dict/Mapping key, a list index, or a key of an Arrow map."""
+    if isinstance(node, Mapping):
+        return node.get(key)
+    if isinstance(node, (list, tuple)):
+        if key.isdigit():
+            index = int(key)
+            return node[index] if index < len(node) else None
+        for entry in node:  # Arrow map<k, v> as [(k, v), ...] or [{"key": k, "value": v}, ...]
+            if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == key:
+                return entry[1]
+            if isinstance(entry, Mapping) and entry.get("key") == key:
+                return entry.get("value")
+    return None
+
+
+class Path:
+    """A compiled dotted path. `get(row)` returns the value, or None when the path is absent.
+
+    A path containing `X` returns a list (one value per element, empty values dropped).
+    Picklable: it pickles as its text and recompiles.
+    """
+
+    __slots__ = ("text", "segments", "_split_options", "_each_at", "_rest", "_dotted_keys", "get")
+
+    def __init__(self, text: str):
+        segments = tuple(text.split("."))
+        for segment in segments:
+            if not segment:
+                raise PathSyntaxError(
+                    f"path {text!r} has an empty segment; write segments separated by single dots,"
+                    " e.g. user.email")
+            if segment != segment.strip():
+                raise PathSyntaxError(
+                    f"path {text!r} has a segment with leading or trailing spaces;"
+                    " remove the spaces around the dots")
+            if _BAD_SEGMENT_CHARS.search(segment):
+                raise PathSyntaxError(
+                    f"path {text!r} contains one of '{{', '}}', '|' in a segment; use"
+                    " 'a | b' only between whole paths and braces only in templates")
+        self.text = text
+        self.segments = segments
+        self._each_at = segments.index(EACH) if EACH in segments else -1
+        rest = segments[self._each_at + 1:] if self._each_at >= 0 else ()
+        self._rest = Path(".".join(rest)) if rest else None
+        # For the flat/mixed readings: at position i, the candidate keys joining i..j-1.
+        n = len(segments)
+        self._split_options = tuple(
+            tuple((".".join(segments[i:j]), j) for j in range(i + 1, n + 1)) for i in range(n))
+        # at level i, the keys that join two or more segments: 'a.b', 'a.b.c' at level 0
+        self._dotted_keys = tuple(tuple(key for key, j in options if j > i + 1)
+                                  for i, options in enumerate(self._split_options))
+        self.get = self._compile_getter()
+
+    def __reduce__(self):
+        return (Path, (self.text,))
+
+    def __repr__(self) -> str:
+        return f"Path({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Path) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    @property
+    def has_each(self) -> bool:
+        return self._each_at >= 0
+
+    def top_level_columns(self) -> tuple[str, ...]:
+        """Every top-level column name this path may read: `a`, `a.b`, `a.b.c` for `a.b.c`."""
+        stop = self._each_at if self._each_at >= 0 else len(self.segments)
+        return tuple(key for key, _ in self._split_options[0][:max(stop, 1)])
+
+    def _compile_getter(self):
+        """`get` specialised for the common shapes (this runs ~30 times per row)."""
+        if self._each_at >= 0:
+            return self._get_each
+        general = self._get
+        if len(self.segments) == 1:
+            key = self.segments[0]
+
+            def get1(row: Any) -> Any:
+                return row.get(key) if type(row) is dict else _lookup(row, key)
+            return get1
+        if len(self.segments) == 2:
+            first, second = self.segments
+            joined = self.text
+
+            def get2(row: Any) -> Any:
+                if type(row) is dict:
+                    node = row.get(first)
+                    if type(node) is dict:
+                        value = node.get(second)
+                        if value is not None or joined in row:
+                            return value if value is not None else general(row)
+                        return None
+                return general(row)
+            return get2
+        if len(self.segments) == 3:
+            first, second, third = self.segments
+            dotted_row, dotted_mid = self._dotted_keys[0], self._dotted_keys[1]
+
+            def get3(row: Any) -> Any:
+                if type(row) is dict:
+                    mid = row.get(first)
+                    if type(mid) is dict:
+                        node = mid.get(second)
+                        if type(node) is dict:
+                            value = node.get(third)
+                            if value is not None:
+                                return value
+                            if (dotted_row[0] not in row and dotted_row[1] not in row
+                                    and dotted_mid[0] not in mid):
+                                return None
+                return general(row)
+            return get3
+        return general
+
+    def _get(self, row: Any) -> Any:
+        """Resolve against `row`: the value, or None when the path is absent."""
+        node = row
+        for segment in self.segments:  # fast path: fully nested dicts
+            if type(node) is dict:
+                node = node.get(segment)
+            else:
+                node = _lookup(node, segment)
+            if node is None:
+                break
+        else:
+            return node
+        if len(self.segments) == 1:
+            return None
+        # A flat or mixed reading can only succeed through a dotted key ('user.email') in one
+        # of the dicts the nested walk passed through; look for one before searching.
+        node = row
+        for dotted, segment in zip(self._dotted_keys, self.segments):
+            if type(node) is not dict:
+                return self._resolve(row, 0, len(self.segments))
+            for key in dotted:
+                if key in node:
+                    return self._resolve(row, 0, len(self.segments))
+            node = node.get(segment)
+            if node is None:
+                return None
+        return None
+
+    def _resolve(self, node: Any, start: int, stop: int) -> Any:
+        """Every split of segments[start:stop] into keys, nested first; first non-None wins."""
+        for key, nxt in self._split_options[start]:
+            if nxt > stop:
+                break
+            value = _lookup(node, key)
+            if value is None:
+                continue
+            if nxt == stop:
+                return value
+            found = self._resolve(value, nxt, stop)
+            if found is not None:
+                return found
+        return None
+
+    def _get_each(self, row: Any) -> list[Any]:
+        at = self._each_at
+        container = self._resolve(row, 0, at) if at else row
+        if not isinstance(container, (list, tuple)):
+            return []
+        rest = self._rest
+        if rest is None:
+            return [v for v in container if not is_empty(v)]
+        values: list[Any] = []
+        for element in container:
+            value = rest.get(element)
+            if isinstance(value, list) and rest.has_each:
+                values.extend(value)
+            elif not is_empty(value):
+                values.append(value)
+        return values
+
+
+def template_text(value: Any) -> str | None:
+    """How a placeholder value is written into a template (1234.0 -> '1234', True -> 'true')."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    return None
+
+
+class Template:
+    """`order_{properties.order_id}`: literal text with `{path}` placeholders."""
+
+    __slots__ = ("text", "parts")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.parts = _parse_template(text)
+
+    def __reduce__(self):
+        return (Template, (self.text,))
+
+    def __repr__(self) -> str:
+        return f"Template({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(part for part in self.parts if isinstance(part, Path))
+
+    def get(self, row: Any) -> str | None:
+        pieces = []
+        for part in self.parts:
+            if isinstance(part, str):
+                pieces.append(part)
+                continue
+            text = template_text(part.get(row))
+            if text is None:
+                return None
+            pieces.append(text)
+        return "".join(pieces)
+
+
+def _parse_template(text: str) -> tuple[str | Path, ...]:
+    parts: list[str | Path] = []
+    literal: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char in "{}" and text[i:i + 2] in ("{{", "}}"):
+            literal.append(char)
+            i += 2
+        elif char == "}":
+            raise PathSyntaxError(
+                f"template {text!r} has a '}}' without a matching '{{' at position {i};"
+                " write '}}' for a literal brace")
+        elif char == "{":
+            end = text.find("}", i + 1)
+            if end < 0:
+                raise PathSyntaxError(
+                    f"template {text!r} has a '{{' that is never closed; close the placeholder"
+                    " like order_{order_id}, or write '{{' for a literal brace")
+            inner = text[i + 1:end].strip()
+            if not inner or "{" in inner:
+                raise PathSyntaxError(
+                    f"template {text!r} has an empty or nested placeholder; put one path inside"
+                    " each pair of braces, e.g. order_{order_id}")
+            if inner.split(".").count(EACH):
+                raise PathSyntaxError(
+                    f"template {text!r}: placeholders cannot use '{EACH}' (each element);"
+                    " use a path to one value")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(Path(inner))
+            i = end + 1
+        else:
+            literal.append(char)
+            i += 1
+    if literal:
+        parts.append("".join(literal))
+    if not any(isinstance(part, Path) for part in parts):
+        raise PathSyntaxError(
+            f"template {text!r} has no placeholder; use {{constant: ...}} for a fixed value")
+    return tuple(parts)
+
+
+def is_template(text: str) -> bool:
+    return "{" in text or "}" in text
+
+
+def compile_reference(text: str) -> Path | Template:
+    """One entry of a fallback chain: a Template when it contains braces, else a Path."""
+    text = text.strip()
+    if not text:
+        raise PathSyntaxError("empty path; write a column name or dotted path such as user.email")
+    return Template(text) if is_template(text) else Path(text)
+
+
+def split_alternatives(spec: str | Iterable[str]) -> list[str]:
+    """'a | b' and ['a', 'b | c'] both mean 'first non-empty of a, b, c'.
+
+    A '|' inside template braces does not split: 'order_{a} | b' is a template, then a path.
+    """
+    items = [spec] if isinstance(spec, str) else list(spec)
+    alternatives: list[str] = []
+    for item in items:
+        depth, start = 0, 0
+        for index, char in enumerate(item):
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth = max(depth - 1, 0)
+            elif char == "|" and depth == 0:
+                alternatives.append(item[start:index].strip())
+                start = index + 1
+        alternatives.append(item[start:].strip())
+    return alternatives
+
+
+class ValueSource:
+    """Where one field's value comes from: a constant, or the first non-empty of a fallback
+    chain of paths/templates, else a default. Compiled once per mapping, picklable.
+
+    `get(row, counters)` counts `<name>.defaulted` in `counters` when the default was used.
+    """
+
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted")
+
+    def __init__(self, name: str, refs: tuple[Path | Template, ...] = (), *,
+                 has_constant: bool = False, constant: Any = None, default: Any = None):
+        self.name = name
+        self.refs = tuple(refs)
+        self.has_constant = has_constant
+        self.constant = constant
+        self.default = default
+        self._defaulted = f"{name}.defaulted"
+
+    def __getstate__(self):
+        return (self.name, self.refs, self.has_constant, self.constant, self.default)
+
+    def __setstate__(self, state):
+        self.__init__(state[0], state[1], has_constant=state[2], constant=state[3],
+                      default=state[4])
+
+    def __repr__(self) -> str:
+        if self.has_constant:
+            return f"ValueSource({self.name!r}, constant={self.constant!r})"
+        return f"ValueSource({self.name!r}, {[r.text for r in self.refs]}, default={self.default!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ValueSource) and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.refs))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        found: list[Path] = []
+        for ref in self.refs:
+            found.extend(ref.paths if isinstance(ref, Template) else (ref,))
+        return tuple(found)
+
+    def get(self, row: Any, counters: Any = None) -> Any:
+        if self.has_constant:
+            return self.constant
+        for ref in self.refs:
+            value = ref.get(row)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                if value and not value.isspace():
+                    return value
+            elif kind is list or kind is tuple or kind is dict:
+                if value:
+                    return value
+            else:
+                return value
+        if self.default is not None and counters is not None:
+            counters[self._defaulted] += 1
+        return self.default

@@ -1,0 +1,255 @@
+"""The `user` object: normalize, hash and shape user fields by a table (contract section 6).
+
+The wire shape is data, not code: each profile is a tuple of WireField rows (logical field ->
+wire key, list or scalar, normalization, hashed). A change on OpenAI's side is a table change.
+
+    logical      openai key             shape   normalization   hashed
+    email        emails_sha256          list    email           yes
+    phone        phone_numbers_sha256   list    phone           yes
+    ...          (see OPENAI_PROFILE / SCALAR_PROFILE below)
+
+Rules shared by every row: a hashed field whose value already is 64 hex characters is taken as
+a hash (lower-cased, never hashed twice); a value that normalizes to nothing is left out and
+counted as `user.<logical>.invalid`; list-valued sources are normalized element by element,
+empty and duplicate results dropped, and list fields keep the first 3 (the rest is counted as
+`user.<logical>.over_limit`); `user` is omitted when nothing is left.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from transforms import normalize as n
+from transforms.paths import ValueSource
+
+MAX_LIST_VALUES = 3
+
+LOGICAL_FIELDS = ("email", "phone", "external_id", "first_name", "last_name", "country", "city",
+                  "region", "postal_code", "obref", "ip_address", "user_agent")
+
+
+@dataclasses.dataclass(frozen=True)
+class WireField:
+    """One row of a profile table."""
+
+    logical: str        # the mapping's name for the field (user.fields.<logical>)
+    key: str            # the key in the wire `user` object
+    is_list: bool       # list of up to 3 values, or one scalar
+    normalization: str  # a key of NORMALIZATIONS
+    hashed: bool        # SHA-256 hex of the normalized value
+
+
+OPENAI_PROFILE = (
+    WireField("email", "emails_sha256", True, "email", True),
+    WireField("phone", "phone_numbers_sha256", True, "phone", True),
+    WireField("external_id", "external_ids_sha256", True, "external_id", True),
+    WireField("first_name", "first_names_sha256", True, "name", True),
+    WireField("last_name", "last_names_sha256", True, "name", True),
+    WireField("country", "countries", True, "country", False),
+    WireField("city", "cities", True, "city", False),
+    WireField("region", "regions", True, "city", False),
+    WireField("postal_code", "postal_codes", True, "postal_code", False),
+    WireField("obref", "obref", False, "opaque", False),
+    WireField("ip_address", "ip_address", False, "ip_address", False),
+    WireField("user_agent", "user_agent", False, "opaque", False),
+)
+
+# Seed 001's destination ("scalar" user object); it has no obref.
+SCALAR_PROFILE = (
+    WireField("email", "email_sha256", False, "email", True),
+    WireField("phone", "phone_number_sha256", False, "phone", True),
+    WireField("external_id", "external_id_sha256", False, "external_id", True),
+    WireField("external_id", "external_id", False, "external_id", False),
+    WireField("first_name", "first_name_sha256", False, "name", True),
+    WireField("last_name", "last_name_sha256", False, "name", True),
+    WireField("country", "country_sha256", False, "country_lower", True),
+    WireField("city", "city_sha256", False, "letters", True),
+    WireField("region", "state_sha256", False, "us_state_letters", True),
+    WireField("postal_code", "zip_code_sha256", False, "zip_letters", True),
+    WireField("ip_address", "ip_address", False, "ip_address", False),
+    WireField("user_agent", "user_agent", False, "opaque", False),
+)
+
+PROFILES = {"openai": OPENAI_PROFILE, "scalar": SCALAR_PROFILE}
+DEFAULT_PROFILE = "openai"
+
+
+# Every normalization takes (value, row country alpha-2 or None, phone region or None).
+def _email(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_email(value)
+
+
+def _phone(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_phone(value, region)
+
+
+def _external_id(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_external_id(value)
+
+
+def _name(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_name(value)
+
+
+def _country(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_country(value)
+
+
+def _country_lower(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_country_lower(value)
+
+
+def _city(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_city(value)
+
+
+def _postal_code(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_postal_code(value)
+
+
+def _letters(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_city_letters(value)
+
+
+def _us_state_letters(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_state_letters(value, country)
+
+
+def _zip_letters(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_zip_letters(value, country)
+
+
+def _opaque(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_opaque(value)
+
+
+def _ip_address(value: Any, country: str | None, region: str | None) -> str | None:
+    return n.normalize_ip_address(value)
+
+
+NORMALIZATIONS: dict[str, Callable[[Any, str | None, str | None], str | None]] = {
+    "email": _email, "phone": _phone, "external_id": _external_id, "name": _name,
+    "country": _country, "country_lower": _country_lower, "city": _city,
+    "postal_code": _postal_code, "letters": _letters, "us_state_letters": _us_state_letters,
+    "zip_letters": _zip_letters, "opaque": _opaque, "ip_address": _ip_address,
+}
+
+
+_sha256 = hashlib.sha256
+
+
+def sha256_hex(text: str) -> str:
+    return _sha256(text.encode("utf-8")).hexdigest()
+
+
+class UserBuilder:
+    """Builds the wire `user` object of one row from the mapping's user field sources.
+
+    Picklable (it pickles its constructor arguments); the per-field steps are resolved once.
+    """
+
+    def __init__(self, profile: str, sources: tuple[tuple[str, ValueSource], ...],
+                 default_phone_region: str | None = None):
+        self.profile = profile
+        self.sources = tuple(sources)
+        self.default_phone_region = default_phone_region
+        by_logical = dict(self.sources)
+        self._country_source = by_logical.get("country")
+        steps = []
+        for logical, source in self.sources:
+            wires = []
+            first = True
+            for wire in PROFILES[profile]:
+                if wire.logical != logical:
+                    continue
+                wires.append((wire.key, wire.is_list, NORMALIZATIONS[wire.normalization],
+                               wire.hashed, first))
+                first = False
+            if wires:
+                steps.append((source, f"user.{logical}.invalid", f"user.{logical}.over_limit",
+                              tuple(wires)))
+        self._steps = tuple(steps)
+
+    def __reduce__(self):
+        return (UserBuilder, (self.profile, self.sources, self.default_phone_region))
+
+    def row_country(self, row: Any) -> str | None:
+        """The row's country as alpha-2: phone region and the scalar profile's US rules use it."""
+        if self._country_source is None:
+            return None
+        raw = self._country_source.get(row)
+        for value in (raw if isinstance(raw, (list, tuple)) else (raw,)):
+            code = n.normalize_country(value)
+            if code is not None:
+                return code
+        return None
+
+    def build(self, row: Any, counters: Any) -> dict[str, Any] | None:
+        country = self.row_country(row)
+        region = country or self.default_phone_region
+        user: dict[str, Any] = {}
+        for source, invalid_key, over_limit_key, wires in self._steps:
+            raw = source.get(row, counters)
+            if raw is None:
+                continue
+            if type(raw) is str:  # the common case: one text value
+                for key, is_list, normalize, hashed, counts in wires:
+                    if hashed and len(raw) >= 64 and n.is_sha256_hex(raw.strip()):
+                        value = raw.strip().lower()     # already a hash: pass through
+                    else:
+                        value = normalize(raw, country, region)
+                        if value is None:
+                            if counts:
+                                counters[invalid_key] += 1
+                            continue
+                        if hashed:
+                            value = _sha256(value.encode("utf-8")).hexdigest()
+                    user[key] = [value] if is_list else value
+                continue
+            values = raw if isinstance(raw, (list, tuple)) else (raw,)
+            for key, is_list, normalize, hashed, counts in wires:
+                out = self._normalize_all(values, normalize, hashed, country, region,
+                                          counters if counts else None, invalid_key)
+                if not out:
+                    continue
+                if is_list:
+                    if len(out) > MAX_LIST_VALUES:
+                        if counts:
+                            counters[over_limit_key] += len(out) - MAX_LIST_VALUES
+                        out = out[:MAX_LIST_VALUES]
+                    user[key] = out
+                else:
+                    if len(out) > 1 and counts:
+                        counters[over_limit_key] += len(out) - 1
+                    user[key] = out[0]
+        return user or None
+
+    @staticmethod
+    def _normalize_all(values: Any, normalize: Callable, hashed: bool, country: str | None,
+                       region: str | None, counters: Any, invalid_key: str) -> list[str]:
+        """Each value normalized (and hashed); empty and duplicate results dropped, order kept."""
+        out: list[str] = []
+        for value in values:
+            if value is None:
+                continue
+            text = value.strip() if isinstance(value, str) else None
+            if hashed and text is not None and n.is_sha256_hex(text):
+                result = text.lower()
+            else:
+                result = normalize(value, country, region)
+                if result is None:
+                    if counters is not None:
+                        counters[invalid_key] += 1
+                    continue
+                if hashed:
+                    result = _sha256(result.encode("utf-8")).hexdigest()
+            if result not in out:
+                out.append(result)
+        return out
+
+
+def profile_table(profile: str) -> list[dict[str, Any]]:
+    """The profile as plain rows (for docs and `--print-default-mapping` style output)."""
+    return [dataclasses.asdict(wire) for wire in PROFILES[profile]]
