@@ -14,7 +14,12 @@ import pytest
 from pipeline.run import EXIT_OK, EXIT_RETRIES_EXHAUSTED, run
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import (
-    NOW, ca_row, read_dead_letters, read_report, sha256, write_parquet,
+    NOW,
+    ca_row,
+    read_dead_letters,
+    read_report,
+    sha256,
+    write_parquet,
 )
 
 IN_PROCESS = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
