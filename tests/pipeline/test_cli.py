@@ -1,0 +1,70 @@
+"""The command line: help, the default mapping, fail-fast errors, validate-only, the demo."""
+from __future__ import annotations
+
+import yaml
+
+from pipeline.cli import main
+from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
+from tests.pipeline.builders import ca_row, read_report, write_parquet
+from transforms.mapping import default_mapping_text
+
+IN_PROCESS = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
+
+
+def test_help_lists_the_contract_options(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--input", "--bigquery-table", "--bigquery-query", "--sql-url", "--sql-query",
+                 "--mapping", "--pixel-id", "--api-key-env", "--api-key-secret", "--endpoint",
+                 "--validate-only", "--batch-size", "--dead-letter", "--report", "--dedupe",
+                 "--max-in-flight"):
+        assert flag in out
+
+
+def test_print_default_mapping_prints_the_packaged_yaml(capsys):
+    assert main(["--print-default-mapping"]) == 0
+    out = capsys.readouterr().out
+    assert out == default_mapping_text()
+    assert yaml.safe_load(out)["event"]["id"] == "context.event_id"
+
+
+def test_bad_options_exit_2_before_reading_with_no_traceback(capsys, tmp_path):
+    assert main(["--input", str(tmp_path / "missing.parquet"), "--batch-size", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size must be within 1..1000" in err
+    assert "Traceback" not in err
+
+
+def test_bad_mapping_file_exits_2_naming_the_file_and_key(capsys, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("version: 1\nevent:\n  idd: order_id\n")
+    assert main(["--input", str(tmp_path / "x.parquet"), "--mapping", str(mapping)]) == 2
+    err = capsys.readouterr().err
+    assert str(mapping) in err and "idd" in err
+    assert "Traceback" not in err
+
+
+def test_validate_only_records_nothing_and_counts_validated_events(emulator, tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1"), ca_row("order_2")])
+    code = main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+                 "--validate-only", "--report", str(tmp_path / "report.json"),
+                 "--dead-letter", str(tmp_path / "dead" / "dead"), *IN_PROCESS])
+    assert code == 0
+    assert emulator.recorded_events(EMULATOR_PIXEL_ID) == []
+    assert all(validate_only for _, _, validate_only in emulator.request_log)
+    report = read_report(tmp_path / "report.json")
+    assert (report["events_accepted"], report["validate_only"], report["reconciled"]) == (2, True, True)
+    out = capsys.readouterr().out
+    assert "events accepted" in out and "reconciled" in out
+
+
+def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys):
+    assert main(["demo", *IN_PROCESS]) == 0
+    out = capsys.readouterr().out
+    assert "rows read                             200" in out
+    assert "events accepted                       192" in out
+    assert "  rejected_by_api                       1" in out
+    assert "emulator recorded 192 events for pixel px_demo" in out
+    assert "reconciled: rows read = accepted + dead-lettered + skipped" in out
