@@ -31,7 +31,7 @@ CONTENDERS = ("bundle-batcher", "BatchElements", "GroupIntoBatches")
 def _event(n: int) -> dict:
     return {"id": f"order_{n}", "type": "order_created", "timestamp_ms": 1_795_000_000_000 + n,
             "action_source": "web", "source_url": "https://shop.example.com/checkout/done",
-            "user": {"emails_sha256": ["%064x" % n], "countries": ["US"], "cities": ["paris"]},
+            "user": {"emails_sha256": [f"{n:064x}"], "countries": ["US"], "cities": ["paris"]},
             "data": {"type": "contents", "amount": 2599, "currency": "USD",
                      "contents": [{"id": "sku_1", "quantity": 1, "amount": 2599}]}}
 
