@@ -253,7 +253,8 @@ class Emulator:
         self._reject_message = ""
         self._stats: Counter[str] = Counter(
             requests=0, events_received=0, events_validated=0, duplicates=0, dropped=0,
-            lost_responses=0)
+            lost_responses=0, max_concurrent_requests=0)
+        self._in_flight = 0
         self._by_status: Counter[int] = Counter()
         self._request_log: list[tuple[int, int, bool]] = []
 
@@ -268,6 +269,18 @@ class Emulator:
         return None
 
     def _handle_events(self, authorization: str | None, query: str, body: bytes | None
+                       ) -> _Response:
+        with self._lock:   # how many requests overlap: shows a client's concurrency
+            self._in_flight += 1
+            self._stats["max_concurrent_requests"] = max(
+                self._stats["max_concurrent_requests"], self._in_flight)
+        try:
+            return self._answer_events(authorization, query, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer_events(self, authorization: str | None, query: str, body: bytes | None
                        ) -> _Response:
         fault = self._next_fault()
         if self._latency_s > 0:

@@ -64,7 +64,8 @@ def test_accepted_batch_is_recorded(emulator):
     assert emulator.recorded_events(EMULATOR_PIXEL_ID) == events
     assert emulator.stats == {"requests": 1, "by_status": {200: 1}, "events_received": 2,
                               "events_validated": 0, "duplicates": 0, "dropped": 0,
-                              "lost_responses": 0, "recorded": 2}
+                              "lost_responses": 0, "recorded": 2,
+                              "max_concurrent_requests": 1}
     assert emulator.request_log == [(200, 2, False)]
 
 
