@@ -6,8 +6,9 @@
 """
 from __future__ import annotations
 
-import logging
 import sys
+
+from pipeline.logs import configure_console_logging
 
 from transforms.errors import CapiSyncError, ConfigError
 
@@ -50,9 +51,7 @@ def _help_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apache_beam", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_console_logging()
 
     if "-h" in argv or "--help" in argv:
         print(_help_text())
