@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 from pipeline.logs import configure_console_logging
-
 from transforms.errors import CapiSyncError, ConfigError
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
