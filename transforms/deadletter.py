@@ -24,7 +24,15 @@ class DeadLetter:
     pixel_id: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), ensure_ascii=False)
+        record = dataclasses.asdict(self)
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON input may escape one: "\ud800") has no UTF-8 form and
+            # would crash the dead-letter writer; escaped, the line is ASCII and round-trips.
+            return json.dumps(record, separators=(",", ":"))
+        return line
 
     @classmethod
     def from_json(cls, line: str) -> DeadLetter:

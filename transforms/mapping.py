@@ -11,21 +11,19 @@ regions, an event name listed under two types). The format is documented in docs
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-import difflib
 import functools
 import importlib.resources
 import re
-from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
 import phonenumbers
 import yaml
 
 from transforms.errors import InvalidValueError, MappingFileError
 from transforms.events import CUSTOM
-from transforms.mapping_schema import MAPPING_SCHEMA
+from transforms.mapping_schema import check_schema, format_problems, yaml_type
 from transforms.money import CURRENCY_EXPONENTS, MAJOR
 from transforms.paths import (
     EACH,
@@ -178,11 +176,10 @@ def load_mapping(path: str | None = None) -> MappingPlan:
 
 def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
     """Validate and compile mapping YAML text; `name` is used in error messages."""
-    document = _read_yaml(text, name)
-    _check_schema(document, name)
-    if document.get("extends") == "default":
-        document = _merge(_default_document(), document)
-    return _compile(document, name, overlay=document)
+    own = _read_yaml(text, name)
+    check_schema(own, name)
+    document = _merge(_default_document(), own) if own.get("extends") == "default" else own
+    return _compile(document, name, own=own)
 
 
 @functools.lru_cache(maxsize=1)
@@ -196,7 +193,6 @@ def _default_document_cached() -> dict[str, Any]:
 
 
 def _default_document() -> dict[str, Any]:
-    import copy
     return copy.deepcopy(_default_document_cached())
 
 
@@ -248,95 +244,8 @@ def _read_yaml(text: str, name: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MappingFileError(
             f"Mapping file {name!r}: the top level must be a mapping of keys (event:, data:, ...),"
-            f" not a {_yaml_type(document)}. Fix: see docs/mapping.md for the layout")
+            f" not a {yaml_type(document)}. Fix: see docs/mapping.md for the layout")
     return document
-
-
-# --- step 2: the schema --------------------------------------------------------------------------
-
-_VALIDATOR = jsonschema.Draft202012Validator(MAPPING_SCHEMA)
-
-
-def _check_schema(document: dict[str, Any], name: str) -> None:
-    problems = []
-    for error in sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(map(str, e.path))):
-        problems.extend(_describe_schema_error(error))
-    if problems:
-        raise MappingFileError(_format_problems(name, problems))
-
-
-def _key_path(parts: Iterable[Any]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _yaml_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _describe_schema_error(error: jsonschema.ValidationError) -> list[tuple[str, str, str]]:
-    """(key path, what is wrong, how to fix it) for one jsonschema error."""
-    path = list(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    fix = schema.get("x-fix", "see docs/mapping.md")
-    kind = error.validator
-    if kind == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        extras = [key for key in error.instance if key not in schema.get("properties", {})]
-        out = []
-        for key in extras:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            out.append((_key_path(path + [key]), f"unknown key {key!r}",
-                        f"{hint}allowed keys here: {', '.join(allowed)}"))
-        return out
-    if kind == "type":
-        expected = error.validator_value
-        expected = [expected] if isinstance(expected, str) else expected
-        wanted = " or ".join("mapping" if t == "object" else "list" if t == "array" else
-                             "text" if t == "string" else t for t in expected if t != "null")
-        return [(_key_path(path), f"expected {wanted}, found {_yaml_type(error.instance)}", fix)]
-    if kind == "enum":
-        return [(_key_path(path), f"{error.instance!r} is not allowed here", fix)]
-    if kind == "required":
-        missing = [key for key in error.validator_value if key not in error.instance]
-        return [(_key_path(path + missing[:1]), "is required but missing", fix)]
-    if kind == "oneOf":
-        return [(_key_path(path), schema.get("x-message", "does not match any allowed form"),
-                 fix)]
-    if kind in ("minLength", "minItems"):
-        return [(_key_path(path), "must not be empty", fix)]
-    if kind == "pattern":
-        return [(_key_path(path), f"{error.instance!r} does not have the expected form", fix)]
-    if kind == "propertyNames":
-        bad = error.instance if isinstance(error.instance, str) else str(error.instance)
-        return [(_key_path(path), f"the name {bad!r} cannot be used here", fix)]
-    if kind == "not" and error.parent is None and isinstance(error.instance, str):
-        return [(_key_path(path), f"the name {error.instance!r} is reserved", fix)]
-    return [(_key_path(path), error.message, fix)]
-
-
-def _format_problems(name: str, problems: list[tuple[str, str, str]]) -> str:
-    if len(problems) == 1:
-        where, what, fix = problems[0]
-        return f"Mapping file {name!r}: {where}: {what}. Fix: {fix}"
-    lines = [f"Mapping file {name!r} has {len(problems)} problems:"]
-    lines += [f"  - {where}: {what}. Fix: {fix}" for where, what, fix in problems]
-    return "\n".join(lines)
 
 
 # --- extends: default ----------------------------------------------------------------------------
@@ -352,7 +261,10 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any], at: tuple[str, ...] = 
     merged = dict(base)
     for key, value in overlay.items():
         here = at + (key,)
-        if (here in _MERGED_SECTIONS and isinstance(value, dict)
+        if here == ("data", "contents") and isinstance(value, dict) and \
+                value.get("path") not in (None, (merged.get(key) or {}).get("path")):
+            merged[key] = value     # another list: its item fields start from scratch
+        elif (here in _MERGED_SECTIONS and isinstance(value, dict)
                 and isinstance(merged.get(key), dict)):
             merged[key] = _merge(merged[key], value, here)
         else:
@@ -371,7 +283,7 @@ class _Compiler:
     def problem(self, where: str, what: str, fix: str) -> None:
         self.problems.append((where, what, fix))
 
-    def _reads(self, path: Path) -> None:
+    def reads(self, path: Path) -> None:
         for column in path.top_level_columns():
             self.columns.setdefault(column)
 
@@ -392,7 +304,7 @@ class _Compiler:
                              " value here, e.g. items.0.id")
                 continue
             for p in paths:
-                self._reads(p)
+                self.reads(p)
             refs.append(ref)
         return tuple(refs)
 
@@ -439,7 +351,7 @@ class _Compiler:
                              f"item fields read {prefix}<field> (each item) or a row column")
                 continue
             if not reads_item:
-                self._reads(path)
+                self.reads(path)
             refs.append((reads_item, path))
         default = spec.get("default") if isinstance(spec, dict) else None
         return ItemValueSource(where, tuple(refs), default=default)
@@ -461,7 +373,9 @@ class _Compiler:
                                  "write an amount such as 0 or 19.99")
 
 
-def _compile(document: dict[str, Any], name: str, overlay: dict[str, Any]) -> MappingPlan:
+def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> MappingPlan:
+    """`document` is what to compile (merged with the default when the file extends it);
+    `own` is the file itself (its event-name lists are checked for duplicates)."""
     c = _Compiler(name)
     event = document.get("event") or {}
     for required in ("id", "type"):
@@ -496,11 +410,11 @@ def _compile(document: dict[str, Any], name: str, overlay: dict[str, Any]) -> Ma
                       "is not 1-64 characters of a-z, 0-9, '_' or '-'",
                       "use a name such as newsletter_signup")
     action_source = c.value_source(event.get("action_source"), "event.action_source")
-    if "action_source" not in event:
+    if action_source is None:    # the contract: missing -> web
         action_source = ValueSource("event.action_source", default=DEFAULT_ACTION_SOURCE)
 
     event_names, exclude = _compile_event_names(c, document.get("event_names") or {},
-                                                overlay.get("event_names") or {})
+                                                own.get("event_names") or {})
 
     data = document.get("data") or {}
     c.check_currency_values(data.get("currency"), "data.currency")
@@ -539,7 +453,7 @@ def _compile(document: dict[str, Any], name: str, overlay: dict[str, Any]) -> Ma
     plan_id = c.value_source(data.get("plan_id"), "data.plan_id")
 
     if c.problems:
-        raise MappingFileError(_format_problems(name, c.problems))
+        raise MappingFileError(format_problems(name, c.problems))
     return MappingPlan(
         name=name,
         id=id_source,
@@ -599,7 +513,7 @@ def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsP
         c.problem("data.contents.path", f"the list path must not contain '{EACH}'",
                   "write the list itself, e.g. items (item fields then use items.X.id)")
         return None
-    c._reads(list_path)
+    c.reads(list_path)
     fields_spec = section.get("fields") or {}
     c.check_currency_values(fields_spec.get("currency"), "data.contents.fields.currency")
     c.check_number_values(fields_spec.get("amount"), "data.contents.fields.amount")

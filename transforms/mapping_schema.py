@@ -1,13 +1,19 @@
-"""JSON Schema of a mapping file (validated with `jsonschema` before anything else happens).
+"""JSON Schema of a mapping file, and `check_schema`, which validates a document against it with
+`jsonschema` before anything else happens.
 
-Subschemas may carry `x-fix` (what to write instead) and `x-message` (what is wrong); the loader
-puts them into its error messages. Rules a schema cannot express (path syntax, templates, ISO
+Subschemas may carry `x-fix` (what to write instead) and `x-message` (what is wrong);
+`check_schema` puts them into its error messages. Rules a schema cannot express (path syntax, templates, ISO
 codes, phone regions, duplicate event names) are checked by transforms.mapping afterwards.
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
+import jsonschema
+
+from transforms.errors import MappingFileError
 from transforms.events import ACTION_SOURCES, EVENT_TYPES
 from transforms.money import MONEY_UNITS
 from transforms.timestamps import TIMESTAMP_UNITS
@@ -17,6 +23,7 @@ FIELD_FIX = ("write a path (user.email), fallbacks ('a | b' or a list of paths),
              " (order_{order_id}), or an object {path: ..., default: ...} / {constant: ...}")
 
 SCALAR_TYPES = ["string", "number", "boolean"]
+_WORDS = {"string": "text", "number": "number", "integer": "integer", "boolean": "true/false"}
 
 # Members `data.custom` may not use: they are set by the mapper from data.* fields.
 RESERVED_DATA_MEMBERS = ("type", "amount", "currency", "contents", "plan_id")
@@ -28,8 +35,8 @@ def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | No
     types = value_types or SCALAR_TYPES
     scalar: dict[str, Any] = {
         "type": types,
-        "x-fix": f"write a {' or '.join(types)} value; quote text that YAML reads as something"
-                 " else (NO, yes, on, 007)"}
+        "x-fix": f"write a {' or '.join(_WORDS[t] for t in types)} value; quote text that YAML"
+                 " reads as something else (NO, yes, on, 007)"}
     if values is not None:
         scalar = {"enum": values, "x-fix": "use one of: " + ", ".join(map(str, values))}
     properties: dict[str, Any] = {
@@ -178,3 +185,90 @@ MAPPING_SCHEMA: dict[str, Any] = {
     "x-fix": "top-level keys are: version, extends, event, event_names, data, user, consent,"
              " pixel_id",
 }
+
+
+# --- checking a document --------------------------------------------------------------------------
+
+_VALIDATOR = jsonschema.Draft202012Validator(MAPPING_SCHEMA)
+
+
+def check_schema(document: dict[str, Any], name: str) -> None:
+    problems = []
+    for error in sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(map(str, e.path))):
+        problems.extend(_describe_schema_error(error))
+    if problems:
+        raise MappingFileError(format_problems(name, problems))
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def yaml_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _describe_schema_error(error: jsonschema.ValidationError) -> list[tuple[str, str, str]]:
+    """(key path, what is wrong, how to fix it) for one jsonschema error."""
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    fix = schema.get("x-fix", "see docs/mapping.md")
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extras = [key for key in error.instance if key not in schema.get("properties", {})]
+        out = []
+        for key in extras:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            out.append((_key_path(path + [key]), f"unknown key {key!r}",
+                        f"{hint}allowed keys here: {', '.join(allowed)}"))
+        return out
+    if kind == "type":
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        wanted = " or ".join("mapping" if t == "object" else "list" if t == "array" else
+                             "text" if t == "string" else t for t in expected if t != "null")
+        return [(_key_path(path), f"expected {wanted}, found {yaml_type(error.instance)}", fix)]
+    if kind == "enum":
+        return [(_key_path(path), f"{error.instance!r} is not allowed here", fix)]
+    if kind == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return [(_key_path(path + missing[:1]), "is required but missing", fix)]
+    if kind == "oneOf":
+        return [(_key_path(path), schema.get("x-message", "does not match any allowed form"),
+                 fix)]
+    if kind in ("minLength", "minItems"):
+        return [(_key_path(path), "must not be empty", fix)]
+    if kind == "pattern":
+        return [(_key_path(path), f"{error.instance!r} does not have the expected form", fix)]
+    if kind == "propertyNames":
+        bad = error.instance if isinstance(error.instance, str) else str(error.instance)
+        return [(_key_path(path), f"the name {bad!r} cannot be used here", fix)]
+    if kind == "not" and error.parent is None and isinstance(error.instance, str):
+        return [(_key_path(path), f"the name {error.instance!r} is reserved", fix)]
+    return [(_key_path(path), error.message, fix)]
+
+
+def format_problems(name: str, problems: list[tuple[str, str, str]]) -> str:
+    if len(problems) == 1:
+        where, what, fix = problems[0]
+        return f"Mapping file {name!r}: {where}: {what}. Fix: {fix}"
+    lines = [f"Mapping file {name!r} has {len(problems)} problems:"]
+    lines += [f"  - {where}: {what}. Fix: {fix}" for where, what, fix in problems]
+    return "\n".join(lines)

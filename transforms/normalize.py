@@ -23,6 +23,8 @@ import phonenumbers
 import pycountry
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# Longer texts are normalized without the caches (so odd data cannot fill memory).
+_MAX_CACHED_LENGTH = 256
 
 MAX_CITY_LENGTH = 128
 MAX_POSTAL_CODE_LENGTH = 32
@@ -57,6 +59,12 @@ def is_sha256_hex(text: str) -> bool:
     return len(text) == 64 and _SHA256_HEX.fullmatch(text) is not None
 
 
+def _cached(function: Any, text: str, *args: Any) -> str | None:
+    if len(text) > _MAX_CACHED_LENGTH:
+        return function.__wrapped__(text, *args)
+    return function(text, *args)
+
+
 def _nfc_lower(text: str) -> str:
     """trim, NFC, Unicode lower-case (NFC again: lower-casing can decompose, e.g. 'İ')."""
     text = text.strip()
@@ -87,7 +95,7 @@ _ASCII_NAME_DROP = str.maketrans("", "", string.punctuation + string.whitespace)
 def normalize_name(value: Any) -> str | None:
     """trim, NFC, lower-case, no whitespace, punctuation or symbols ('Mary-Jane' -> 'maryjane')."""
     text = as_text(value)
-    return None if text is None else _normalize_name_text(text)
+    return None if text is None else _cached(_normalize_name_text, text)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -110,7 +118,7 @@ def _is_space_or_punctuation(ch: str) -> bool:
 def normalize_city(value: Any) -> str | None:
     """trim, NFC, lower-case, at most 128 characters ('San Francisco' -> 'san francisco')."""
     text = as_text(value)
-    return None if text is None else _normalize_city_text(text)
+    return None if text is None else _cached(_normalize_city_text, text)
 
 
 normalize_region = normalize_city
@@ -137,7 +145,7 @@ def _letters_only(text: str) -> str:
 def normalize_city_letters(value: Any) -> str | None:
     """Profile `scalar`: lower-case letters only ('San Francisco' -> 'sanfrancisco')."""
     text = as_text(value)
-    return None if text is None else _city_letters_text(text)
+    return None if text is None else _cached(_city_letters_text, text)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -161,7 +169,7 @@ def normalize_state_letters(value: Any, country: str | None = None) -> str | Non
     The name table applies when the row's country is US or unknown.
     """
     text = as_text(value)
-    return None if text is None else _state_letters_text(text, country in (None, "US"))
+    return None if text is None else _cached(_state_letters_text, text, country in (None, "US"))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -188,7 +196,8 @@ def normalize_postal_code(value: Any) -> str | None:
 
 
 def normalize_zip_letters(value: Any, country: str | None = None) -> str | None:
-    """Profile `scalar`: lower-case, no spaces or dashes; a US ZIP -> first 5 digits ('94105-1234' -> '94105')."""
+    """Profile `scalar`: lower-case, no spaces or dashes; a US ZIP -> its first 5 digits
+    ('94105-1234' -> '94105')."""
     text = as_text(value)
     if text is None:
         return None
@@ -323,13 +332,13 @@ except (ImportError, AttributeError):  # pragma: no cover - a phonenumbers witho
     _FAST_PHONE_AVAILABLE = False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _metadata_for_calling_code(country_code: int):
     region = phonenumbers.region_code_for_country_code(country_code)
     return _PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _region_plan(region: str):
     """(metadata, compiled IDD pattern or None) for a supported region, else None."""
     if region not in phonenumbers.SUPPORTED_REGIONS:

@@ -177,7 +177,7 @@ class Path:
         # A flat or mixed reading can only succeed through a dotted key ('user.email') in one
         # of the dicts the nested walk passed through; look for one before searching.
         node = row
-        for dotted, segment in zip(self._dotted_keys, self.segments):
+        for dotted, segment in zip(self._dotted_keys, self.segments, strict=True):
             if type(node) is not dict:
                 return self._resolve(row, 0, len(self.segments))
             for key in dotted:
@@ -363,7 +363,7 @@ class ValueSource:
     `get(row, counters)` counts `<name>.defaulted` in `counters` when the default was used.
     """
 
-    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted")
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted", "get")
 
     def __init__(self, name: str, refs: tuple[Path | Template, ...] = (), *,
                  has_constant: bool = False, constant: Any = None, default: Any = None):
@@ -373,6 +373,9 @@ class ValueSource:
         self.constant = constant
         self.default = default
         self._defaulted = f"{name}.defaulted"
+        self.get = self._get
+        if not has_constant and default is None and len(self.refs) == 1:
+            self.get = _single_reference_getter(self.refs[0].get)
 
     def __getstate__(self):
         return (self.name, self.refs, self.has_constant, self.constant, self.default)
@@ -399,7 +402,8 @@ class ValueSource:
             found.extend(ref.paths if isinstance(ref, Template) else (ref,))
         return tuple(found)
 
-    def get(self, row: Any, counters: Any = None) -> Any:
+    def _get(self, row: Any, counters: Any = None) -> Any:
+        """The value for `row`; `counters` counts `<name>.defaulted` when the default is used."""
         if self.has_constant:
             return self.constant
         for ref in self.refs:
@@ -418,3 +422,18 @@ class ValueSource:
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
         return self.default
+
+
+def _single_reference_getter(get_value):
+    """ValueSource.get for the most common case, one path and no default (no loop, no counter)."""
+    def get(row: Any, counters: Any = None) -> Any:
+        value = get_value(row)
+        if value is None:
+            return None
+        kind = type(value)
+        if kind is str:
+            return value if value and not value.isspace() else None
+        if kind is list or kind is tuple or kind is dict:
+            return value or None
+        return value
+    return get

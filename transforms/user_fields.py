@@ -76,41 +76,10 @@ PROFILES = {"openai": OPENAI_PROFILE, "scalar": SCALAR_PROFILE}
 DEFAULT_PROFILE = "openai"
 
 
-# Every normalization takes (value, row country alpha-2 or None, phone region or None).
-def _email(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_email(value)
-
-
+# Normalizations by name. Most take the value only; those in NEEDS_ROW_CONTEXT also take the
+# row's country (alpha-2 or None) and the phone region (the country, else the default region).
 def _phone(value: Any, country: str | None, region: str | None) -> str | None:
     return n.normalize_phone(value, region)
-
-
-def _external_id(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_external_id(value)
-
-
-def _name(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_name(value)
-
-
-def _country(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_country(value)
-
-
-def _country_lower(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_country_lower(value)
-
-
-def _city(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_city(value)
-
-
-def _postal_code(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_postal_code(value)
-
-
-def _letters(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_city_letters(value)
 
 
 def _us_state_letters(value: Any, country: str | None, region: str | None) -> str | None:
@@ -121,20 +90,19 @@ def _zip_letters(value: Any, country: str | None, region: str | None) -> str | N
     return n.normalize_zip_letters(value, country)
 
 
-def _opaque(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_opaque(value)
-
-
-def _ip_address(value: Any, country: str | None, region: str | None) -> str | None:
-    return n.normalize_ip_address(value)
-
-
-NORMALIZATIONS: dict[str, Callable[[Any, str | None, str | None], str | None]] = {
-    "email": _email, "phone": _phone, "external_id": _external_id, "name": _name,
-    "country": _country, "country_lower": _country_lower, "city": _city,
-    "postal_code": _postal_code, "letters": _letters, "us_state_letters": _us_state_letters,
-    "zip_letters": _zip_letters, "opaque": _opaque, "ip_address": _ip_address,
+NORMALIZATIONS: dict[str, Callable[..., str | None]] = {
+    "email": n.normalize_email, "phone": _phone, "external_id": n.normalize_external_id,
+    "name": n.normalize_name, "country": n.normalize_country,
+    "country_lower": n.normalize_country_lower, "city": n.normalize_city,
+    "postal_code": n.normalize_postal_code, "letters": n.normalize_city_letters,
+    "us_state_letters": _us_state_letters, "zip_letters": _zip_letters,
+    "opaque": n.normalize_opaque, "ip_address": n.normalize_ip_address,
 }
+NEEDS_ROW_CONTEXT = frozenset({"phone", "us_state_letters", "zip_letters"})
+
+
+def _with_context(normalize: Callable[[Any], str | None]) -> Callable[..., str | None]:
+    return lambda value, country, region: normalize(value)
 
 
 _sha256 = hashlib.sha256
@@ -165,7 +133,7 @@ class UserBuilder:
                 if wire.logical != logical:
                     continue
                 wires.append((wire.key, wire.is_list, NORMALIZATIONS[wire.normalization],
-                               wire.hashed, first))
+                              wire.hashed, first, wire.normalization in NEEDS_ROW_CONTEXT))
                 first = False
             if wires:
                 steps.append((source, f"user.{logical}.invalid", f"user.{logical}.over_limit",
@@ -195,11 +163,11 @@ class UserBuilder:
             if raw is None:
                 continue
             if type(raw) is str:  # the common case: one text value
-                for key, is_list, normalize, hashed, counts in wires:
+                for key, is_list, normalize, hashed, counts, contextual in wires:
                     if hashed and len(raw) >= 64 and n.is_sha256_hex(raw.strip()):
                         value = raw.strip().lower()     # already a hash: pass through
                     else:
-                        value = normalize(raw, country, region)
+                        value = normalize(raw, country, region) if contextual else normalize(raw)
                         if value is None:
                             if counts:
                                 counters[invalid_key] += 1
@@ -209,7 +177,9 @@ class UserBuilder:
                     user[key] = [value] if is_list else value
                 continue
             values = raw if isinstance(raw, (list, tuple)) else (raw,)
-            for key, is_list, normalize, hashed, counts in wires:
+            for key, is_list, normalize, hashed, counts, contextual in wires:
+                if not contextual:
+                    normalize = _with_context(normalize)
                 out = self._normalize_all(values, normalize, hashed, country, region,
                                           counters if counts else None, invalid_key)
                 if not out:

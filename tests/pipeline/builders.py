@@ -59,3 +59,46 @@ def read_dead_letters(prefix_dir: pathlib.Path) -> list[dict]:
 
 def read_report(path: pathlib.Path) -> dict:
     return json.loads(path.read_text())
+
+
+# -- fault-tolerance builders (helper faults-F) ---------------------------------------------------
+
+def parquet_event_ids(path: pathlib.Path) -> list[str]:
+    """context.event_id of every row of a Parquet export, in row order (row N is index N-1)."""
+    context = pq.read_table(path, columns=["context"]).column("context").combine_chunks()
+    return context.field("event_id").to_pylist()
+
+
+def _json_default(value):
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def write_jsonl(path: pathlib.Path, lines: list[dict | bytes]) -> pathlib.Path:
+    """One line per item: a dict as JSON (datetimes as ISO-8601), bytes written as they are."""
+    with path.open("wb") as handle:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line, default=_json_default).encode()
+            handle.write(line + b"\n")
+    return path
+
+
+def _csv_field(value: str | bytes | None) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        value = value.encode()
+    if any(ch in value for ch in (b",", b'"', b"\n")):
+        value = b'"' + value.replace(b'"', b'""') + b'"'
+    return value
+
+
+def write_csv(path: pathlib.Path, header: list[str], records: list[list[str | bytes | None]]
+              ) -> pathlib.Path:
+    """A CSV file; a field given as bytes is written raw (to plant invalid UTF-8)."""
+    with path.open("wb") as handle:
+        for record in [header, *records]:
+            handle.write(b",".join(_csv_field(value) for value in record) + b"\n")
+    return path
