@@ -12,7 +12,8 @@ setuptools.setup(
     ),
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
-    package_data={"transforms": ["*.yaml"], "pipeline": ["*.json", "Dockerfile"],
+    package_data={"transforms": ["*.yaml"],
+                  "pipeline": ["*.json", "Dockerfile", "demo_data/*.parquet"],
                   "connectors": ["*.yaml"]},
     include_package_data=True,
     install_requires=[

@@ -7,6 +7,7 @@ example's timestamps are shifted so its newest event is an hour old (the API onl
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import pathlib
 import tempfile
@@ -37,31 +38,35 @@ def rebase_example(target: pathlib.Path, now: dt.datetime) -> None:
     pq.write_table(table, target)
 
 
-def run_demo(extra_args: list[str]) -> int:
+def run_demo(extra_args: list[str], output_dir: str = "capi-sync-demo") -> int:
+    """Runs the demo; the report, dead letters and recorded events stay in `output_dir`."""
     from connectors.emulator import Emulator
     from pipeline import run as runner
     from pipeline.report import format_summary
 
+    out = pathlib.Path(output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="capi-sync-demo-") as workdir, \
             Emulator(api_key=DEMO_KEY, pixel_id=DEMO_PIXEL) as emulator:
         export = pathlib.Path(workdir) / "commanders_act_export.parquet"
         rebase_example(export, dt.datetime.now(dt.timezone.utc))
         emulator.reject_event_ids([REJECTED_BY_DEMO_API])
         os.environ[DEFAULT_API_KEY_ENV] = DEMO_KEY
-        report_path = pathlib.Path(workdir) / "report.json"
         argv = ["--input", str(export), "--pixel-id", DEMO_PIXEL, "--endpoint", emulator.url,
-                "--dead-letter", str(pathlib.Path(workdir) / "dead" / "dead"),
-                "--report", str(report_path), "--progress-seconds", "0", *extra_args]
+                "--dead-letter", str(out / "dead" / "dead"), "--report", str(out / "report.json"),
+                "--progress-seconds", "0", *extra_args]
         print(f"capi-sync demo: sending {EXAMPLE.name} to the emulator at {emulator.url}")
         outcome = runner.run(argv)
-        print(format_summary(outcome.report))
         recorded = emulator.recorded_events(DEMO_PIXEL)
-        print(f"emulator recorded {len(recorded)} events for pixel {DEMO_PIXEL}")
-        for line in _first_dead_letters(pathlib.Path(workdir) / "dead", 3):
-            print(f"  dead letter: {line}")
-        print("Next: `capi-sync --print-default-mapping > mapping.yaml`, edit it, and run with "
-              "--input, --mapping, --pixel-id and --validate-only against the real API.")
-        return outcome.exit_code
+    (out / "recorded_events.json").write_text(json.dumps(recorded, indent=2))
+    print(format_summary(outcome.report))
+    print(f"emulator recorded {len(recorded)} events for pixel {DEMO_PIXEL} "
+          f"(all in {out / 'recorded_events.json'})")
+    for line in _first_dead_letters(out / "dead", 3):
+        print(f"  dead letter: {line}")
+    print("Next: `capi-sync --print-default-mapping > mapping.yaml`, edit it, and run with "
+          "--input, --mapping, --pixel-id and --validate-only against the real API.")
+    return outcome.exit_code
 
 
 def _first_dead_letters(folder: pathlib.Path, limit: int) -> list[str]:

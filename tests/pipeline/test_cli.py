@@ -1,6 +1,8 @@
 """The command line: help, the default mapping, fail-fast errors, validate-only, the demo."""
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from pipeline.cli import main
@@ -60,11 +62,16 @@ def test_validate_only_records_nothing_and_counts_validated_events(emulator, tmp
     assert "events accepted" in out and "reconciled" in out
 
 
-def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys):
+def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["demo", *IN_PROCESS]) == 0
     out = capsys.readouterr().out
+    recorded = json.loads((tmp_path / "capi-sync-demo" / "recorded_events.json").read_text())
+    assert len(recorded) == 192 and "purchase_10044" not in {e["id"] for e in recorded}
+    assert read_report(tmp_path / "capi-sync-demo" / "report.json")["reconciled"] is True
     assert "rows read                             200" in out
     assert "events accepted                       192" in out
     assert "  rejected_by_api                       1" in out
     assert "emulator recorded 192 events for pixel px_demo" in out
+    assert "dead letter: {" in out
     assert "reconciled: rows read = accepted + dead-lettered + skipped" in out
