@@ -211,8 +211,10 @@ class Emulator:
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
+        """Stop injecting faults and rejecting event ids (recorded events are kept)."""
         with self._lock:
             self._faults.clear()
+            self._rejected_ids = frozenset()
 
     def reject_event_ids(self, ids: Iterable[str],
                          message: str = "Event rejected by the API") -> None:

@@ -161,7 +161,7 @@ class DeliverBatches(beam.DoFn):
             _counter(f"dead_letter_{outcome.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
                 reason=outcome.reason, detail=outcome.detail or "", event_id=_event_id(mapped),
-                source=mapped.source, event=mapped.event)))
+                source=mapped.source, event=mapped.event, pixel_id=mapped.pixel_id)))
         dead_lettered = len(in_flight.events) - accepted
         _counter("events_accepted").inc(accepted)
         _counter("events_dead_lettered").inc(dead_lettered)

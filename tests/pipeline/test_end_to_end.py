@@ -248,3 +248,31 @@ def test_duplicates_within_a_request_are_skipped_and_run_wide_only_with_dedupe(e
     assert emulator.stats["duplicates"] == 0
     assert sorted(e["id"] for e in emulator.recorded_events(EMULATOR_PIXEL_ID)) == [
         "order_1", "order_2", "order_3"]
+
+
+def test_one_job_several_pixels_and_their_dead_letters_replay_to_the_same_pixel(tmp_path):
+    from connectors.emulator import Emulator
+
+    mapping = tmp_path / "pixels.yaml"
+    mapping.write_text("extends: default\npixel_id: partners.openai.pixel\n")
+    rows = [ca_row("order_a1", partners__openai={"oppref": None, "pixel": "px_a"}),
+            ca_row("order_b1", partners__openai={"oppref": None, "pixel": "px_b"}),
+            ca_row("order_b2", partners__openai={"oppref": None, "pixel": "px_b"}),
+            ca_row("order_default")]
+    export = write_parquet(tmp_path / "export.parquet", rows)
+    with Emulator(api_key=EMULATOR_API_KEY, pixel_id=["px_a", "px_b", EMULATOR_PIXEL_ID]) as api:
+        api.reject_event_ids(["order_b2"])
+        first = run(["--input", str(export), "--mapping", str(mapping), *IN_PROCESS,
+                     *delivery_args(api, tmp_path)])
+        assert [e["id"] for e in api.recorded_events("px_a")] == ["order_a1"]
+        assert [e["id"] for e in api.recorded_events("px_b")] == ["order_b1"]
+        assert [e["id"] for e in api.recorded_events(EMULATOR_PIXEL_ID)] == ["order_default"]
+        [dead] = read_dead_letters(tmp_path / "dead")
+        assert (dead["reason"], dead["event_id"], dead["pixel_id"]) == ("rejected_by_api", "order_b2", "px_b")
+        assert first.report["reconciled"] is True
+
+        api.clear_faults()
+        replay = run(["--input", str(tmp_path / "dead" / "dead*.jsonl"), "--input-format", "dead-letter",
+                      *IN_PROCESS, *delivery_args(api, tmp_path / "replay")])
+        assert [e["id"] for e in api.recorded_events("px_b")] == ["order_b1", "order_b2"]
+        assert replay.report["events_accepted"] == 1
