@@ -215,9 +215,11 @@ def test_flat_warehouse_table_with_a_custom_mapping(emulator, tmp_path):
 def test_dead_letters_of_exhausted_retries_replay_into_the_api(emulator, tmp_path):
     export = write_parquet(tmp_path / "export.parquet", [ca_row(f"order_{n}") for n in range(5)])
     emulator.inject("503", count=1000)
-    first = run(["--input", str(export), "--max-attempts", "1", "--skip-preflight", *IN_PROCESS,
-                 *delivery_args(emulator, tmp_path)])
+    state = tmp_path / "state.json"
+    first = run(["--input", str(export), "--max-attempts", "1", "--skip-preflight", "--state-file",
+                 str(state), *IN_PROCESS, *delivery_args(emulator, tmp_path)])
     assert first.exit_code == EXIT_RETRIES_EXHAUSTED
+    assert not state.exists()   # the watermark does not advance past events awaiting a replay
     assert first.report["dead_letter_reasons"] == {"retries_exhausted": 5}
     assert emulator.recorded_events(EMULATOR_PIXEL_ID) == []
 
@@ -228,6 +230,12 @@ def test_dead_letters_of_exhausted_retries_replay_into_the_api(emulator, tmp_pat
     assert {e["id"] for e in emulator.recorded_events(EMULATOR_PIXEL_ID)} == {f"order_{n}" for n in range(5)}
     assert (second.report["rows_read"], second.report["events_accepted"]) == (5, 5)
     assert second.report["reconciled"] is True and second.exit_code == EXIT_OK
+
+    emulator.reset()
+    third = run(["--input", str(export), "--state-file", str(state), *IN_PROCESS,
+                 *delivery_args(emulator, tmp_path / "third")])
+    assert third.exit_code == EXIT_OK
+    assert json.loads(state.read_text())["last_run"]["events_accepted"] == 5
 
 
 def test_duplicates_within_a_request_are_skipped_and_run_wide_only_with_dedupe(emulator, tmp_path):
