@@ -19,6 +19,7 @@ from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
 from pipeline.options import CapiSyncOptions, validate_options
 from transforms import reasons
+from transforms.events import MAX_AGE_MS
 
 LOG = logging.getLogger(__name__)
 
@@ -61,14 +62,16 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     since = parse_since(opts.since, now) if opts.since else None
     watermark = read_watermark(opts.state_file) if opts.state_file else None
     lower_bound = effective_since(since, watermark, now)
-    explicit_bound = since is not None or watermark is not None
+    # Files carry event times, not load times: filtering them by the watermark could skip rows
+    # that arrived late, so only an explicit --since filters mapped events (see the README).
+    event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     apply_runner_defaults(options, argv)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,
         since=lower_bound,
-        filter_since_ms=int(lower_bound.timestamp() * 1000) if explicit_bound else None,
+        filter_since_ms=int(event_time_floor.timestamp() * 1000) if event_time_floor else None,
         dead_letter_prefix=opts.dead_letter or os.path.join("dead_letters", run_id, "dead"),
     )
 
@@ -105,7 +108,7 @@ def run(argv: list[str]) -> RunOutcome:
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
         validate_only=opts.validate_only,
-        since=plan.since.isoformat() if plan.filter_since_ms is not None else None,
+        since=plan.since.isoformat(),
         dead_letter_prefix=plan.dead_letter_prefix,
         report_path=opts.report,
     )

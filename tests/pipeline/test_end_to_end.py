@@ -284,3 +284,13 @@ def test_one_job_several_pixels_and_their_dead_letters_replay_to_the_same_pixel(
                       *IN_PROCESS, *delivery_args(api, tmp_path / "replay")])
         assert [e["id"] for e in api.recorded_events("px_b")] == ["order_b1", "order_b2"]
         assert replay.report["events_accepted"] == 1
+
+
+def test_files_skip_rows_before_an_explicit_since_and_count_them(emulator, tmp_path):
+    export = write_parquet(tmp_path / "export.parquet", [
+        ca_row("old_1", minutes_ago=48 * 60), ca_row("new_1", minutes_ago=60)])
+    outcome = run(["--input", str(export), "--since", "36h", *IN_PROCESS,
+                   *delivery_args(emulator, tmp_path)])
+    assert [e["id"] for e in emulator.recorded_events(EMULATOR_PIXEL_ID)] == ["new_1"]
+    assert outcome.report["skip_reasons"] == {"before_since": 1}
+    assert outcome.report["reconciled"] is True
