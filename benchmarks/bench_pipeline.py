@@ -22,7 +22,8 @@ What one run does:
    the emulator counted them (capi-sync's include its one validate_only preflight).
 
 The naive peer shuffles the whole input through memory; it is skipped above 200k rows unless
---force-naive. Figures on a shared machine vary: look at best and median, and at `load`.
+--force-naive. Figures on a shared machine vary: look at best and median, and at `others CPU s`
+(CPU used meanwhile by processes other than the contender and the emulator).
 """
 from __future__ import annotations
 
@@ -51,35 +52,38 @@ MAX_PART_AGE_S = 12 * 3600
 NAIVE_MAX_ROWS = 200_000
 POLL_S = 0.2
 CAPI_SYNC, SMART, NAIVE = "capi-sync", "smart peer", "naive peer"
+REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = pathlib.Path(os.environ.get(
     "CAPI_SYNC_BENCH_CACHE", pathlib.Path.home() / ".cache" / "capi-sync-bench"))
 
 
 # -- data ---------------------------------------------------------------------------------------
 
-def _generate_part(path: str, rows: int, seed: int) -> str:
+def _generate_part(path: str, rows: int, seed: int, bad_fraction: float) -> str:
     from benchmarks.generate_rows import write_parquet
     tmp = path + ".tmp"
-    write_parquet(tmp, rows, seed=seed, chunk_rows=ROW_GROUP_ROWS)
+    write_parquet(tmp, rows, seed=seed, bad_fraction=bad_fraction, chunk_rows=ROW_GROUP_ROWS)
     os.replace(tmp, path)
     return path
 
 
-def dataset(cache: pathlib.Path, rows: int) -> str:
+def dataset(cache: pathlib.Path, rows: int, bad_fraction: float) -> str:
     """A glob over `rows` generated rows (parts of <= 1M rows, seed = part number)."""
-    parts_dir, set_dir = cache / "parts", cache / f"rows-{rows}"
+    parts_dir, set_dir = cache / "parts", cache / f"rows-{rows}-bad{bad_fraction:g}"
     parts_dir.mkdir(parents=True, exist_ok=True)
     wanted = []
     for index in range(math.ceil(rows / PART_ROWS)):
         part_rows = min(PART_ROWS, rows - index * PART_ROWS)
-        wanted.append((parts_dir / f"part-{part_rows}-s{index}.parquet", part_rows, index))
+        name = f"part-{part_rows}-s{index}-bad{bad_fraction:g}.parquet"
+        wanted.append((parts_dir / name, part_rows, index))
     stale = [(p, n, s) for p, n, s in wanted
              if not p.exists() or time.time() - p.stat().st_mtime > MAX_PART_AGE_S]
     if stale:
         print(f"generating {sum(n for _, n, _ in stale):,} rows into {parts_dir} ...", flush=True)
         started = time.monotonic()
         with futures.ProcessPoolExecutor(max_workers=min(len(stale), os.cpu_count() or 1)) as pool:
-            jobs = [pool.submit(_generate_part, str(path), n, seed) for path, n, seed in stale]
+            jobs = [pool.submit(_generate_part, str(path), n, seed, bad_fraction)
+                    for path, n, seed in stale]
             for job in jobs:
                 job.result()
         print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
@@ -92,14 +96,21 @@ def dataset(cache: pathlib.Path, rows: int) -> str:
 
 # -- the emulator -------------------------------------------------------------------------------
 
+# The emulator's main(), with the garbage collector tuned: its record of 1M+ event keys made every
+# full collection slower, so its CPU per event grew with the run (+40% by 1M events), taking CPU
+# from the contenders on the same cores. A remote API would cost them none.
+_EMULATOR_MAIN = ("import gc, sys; gc.freeze(); gc.set_threshold(100_000, 50, 100); "
+                  "from connectors.emulator import main; sys.exit(main(sys.argv[1:]))")
+
+
 class EmulatorProcess:
     """`python -m connectors.emulator --fast` in its own process, driven by its admin API."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "connectors.emulator", "--port", "0", "--fast",
+            [sys.executable, "-c", _EMULATOR_MAIN, "--port", "0", "--fast",
              "--api-key", API_KEY, "--pixel-id", PIXEL_ID],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
         line = self._proc.stdout.readline().strip()
         if not line.startswith("listening on "):
             self.stop()
@@ -142,6 +153,7 @@ class Measurement:
     latency_ms: float
     wall_s: float
     peak_rss_mb: float          # largest single process of the tree
+    peak_launcher_mb: float     # the contender's own process (Beam's runner for DirectRunner)
     peak_tree_mb: float         # the whole tree at its largest
     max_processes: int
     cpu_s: float                # CPU seconds of the whole tree (user + system)
@@ -164,8 +176,10 @@ class Measurement:
         return self.rows / self.wall_s
 
 
-def _sample_tree(root: psutil.Process, cpu_by_pid: dict[int, float]) -> tuple[float, float, int]:
-    """(largest RSS, total RSS, processes) of the tree now; records each process's CPU time."""
+def _sample_tree(root: psutil.Process, cpu_by_pid: dict[int, float],
+                 rss_by_pid: dict[int, float]) -> tuple[float, float, int]:
+    """(largest RSS, total RSS, processes) of the tree now; records each process's CPU time
+    and peak RSS."""
     try:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -175,6 +189,7 @@ def _sample_tree(root: psutil.Process, cpu_by_pid: dict[int, float]) -> tuple[fl
         try:
             with proc.oneshot():
                 sizes.append(proc.memory_info().rss)
+                rss_by_pid[proc.pid] = max(rss_by_pid.get(proc.pid, 0), sizes[-1])
                 times = proc.cpu_times()
             cpu_by_pid[proc.pid] = times.user + times.system
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -209,13 +224,14 @@ def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator
     peak = peak_tree = 0.0
     max_procs = 0
     cpu_by_pid: dict[int, float] = {}
+    rss_by_pid: dict[int, float] = {}
     with open(log_path, "w") as log:
         started = time.monotonic()
         proc = subprocess.Popen(command(contender, pattern, emulator.url, workdir, extra),
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
-            largest, tree, count = _sample_tree(root, cpu_by_pid)
+            largest, tree, count = _sample_tree(root, cpu_by_pid, rss_by_pid)
             peak, peak_tree, max_procs = max(peak, largest), max(peak_tree, tree), max(max_procs, count)
             if time.monotonic() - started > timeout_s:
                 proc.kill()
@@ -231,7 +247,8 @@ def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator
         dead, skipped = report.get("events_dead_lettered", 0), report.get("events_skipped", 0)
     else:
         dead, skipped = report.get("dead_lettered", 0), report.get("skipped", 0)
-    return Measurement(contender, rows, latency_ms, wall_s, peak / 2**20, peak_tree / 2**20,
+    return Measurement(contender, rows, latency_ms, wall_s, peak / 2**20,
+                       rss_by_pid.get(proc.pid, 0) / 2**20, peak_tree / 2**20,
                        max_procs, cpu_s, max(0.0, busy_s - cpu_s - emulator_cpu_s),
                        stats.get("requests", 0), stats.get("recorded", 0), dead, skipped,
                        emulator_cpu_s, load1, exit_code, str(log_path))
@@ -287,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true", help="run capi-sync only")
     parser.add_argument("--capi-sync-arg", action="append", default=[], metavar="ARG",
                         help="extra capi-sync argument (repeatable): --capi-sync-arg=--max-in-flight=8")
+    parser.add_argument("--bad-fraction", type=float, default=0.01,
+                        help="rows with one data problem each, dead-lettered by the mapper "
+                             "(default 0.01)")
     parser.add_argument("--cache-dir", type=pathlib.Path, default=DEFAULT_CACHE)
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="per run")
     parser.add_argument("--json", type=pathlib.Path, help="also write every measurement here")
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.rows or [200_000]
     latencies = [float(value) for value in args.latency_ms.split(",") if value.strip()]
 
-    patterns = {rows: dataset(args.cache_dir, rows) for rows in sizes}
+    patterns = {rows: dataset(args.cache_dir, rows, args.bad_fraction) for rows in sizes}
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="capi-sync-bench-"))
     emulator = EmulatorProcess()
     print(f"emulator (--fast) at {emulator.url}, pid {emulator.process.pid}; "
@@ -319,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(m)
                         print(f"  run {attempt + 1}: {contender:<10} {rows:>9,} rows "
                               f"{latency_ms:>4g} ms  {m.wall_s:7.1f} s  {m.rows_per_s:>8,.0f} rows/s"
-                              f"  peak {m.peak_rss_mb:,.0f} MB  CPU {m.cpu_s:.1f} s"
+                              f"  peak {m.peak_rss_mb:,.0f} MB (launcher {m.peak_launcher_mb:,.0f})"
+                              f"  CPU {m.cpu_s:.1f} s"
                               f" (others {m.others_cpu_s:.1f} s)"
                               f"  {'ok' if m.accounted else 'NOT ACCOUNTED, see ' + m.log}",
                               flush=True)

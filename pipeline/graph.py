@@ -14,6 +14,7 @@ import apache_beam as beam
 from connectors.capi_client import RetryPolicy
 from connectors.sink import DeliverBatches
 from pipeline import steps
+from pipeline.coders import EventList
 from pipeline.options import CapiSyncOptions
 
 
@@ -41,7 +42,7 @@ class SyncToCapi(beam.PTransform):
             replayed = (pbegin
                         | "ReadDeadLetters" >> _read_dead_letters(opts)
                         | "ReplayEvents" >> beam.ParDo(steps.ReplayDeadLetters())
-                        .with_outputs(steps.DEAD_LETTERS, main="events"))
+                        .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
             event_lists, dead_letter_sets = replayed.events, [replayed[steps.DEAD_LETTERS]]
         else:
             chunks, unreadable = _read_rows(pbegin, run)
@@ -50,13 +51,14 @@ class SyncToCapi(beam.PTransform):
             mapped = (chunks
                       | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
                           run.mapping_plan, run.filter_since_ms, opts.progress_seconds))
-                      .with_outputs(steps.DEAD_LETTERS, main="events"))
+                      .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
             event_lists, dead_letter_sets = mapped.events, [unreadable, mapped[steps.DEAD_LETTERS]]
 
         if opts.dedupe:
             event_lists = event_lists | "DedupeRunWide" >> steps.DedupeRunWide()
         delivered = (event_lists
                      | "BatchRequests" >> beam.ParDo(steps.BatchRequests(opts.batch_size))
+                     .with_output_types(EventList)
                      | "Deliver" >> beam.ParDo(_sink(opts))
                      .with_outputs(DeliverBatches.DEAD_LETTERS, main="accepted"))
         accepted = delivered.accepted | "CountAccepted" >> beam.ParDo(

@@ -5,6 +5,7 @@ counters in namespace "capi" (see pipeline/report.py for the names).
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from pipeline.coders import EventList
 from transforms import reasons
 from transforms.batching import RequestBatcher
 from transforms.deadletter import DeadLetter
@@ -54,6 +56,21 @@ class Progress:
                  totals.get("dead", 0), totals.get("rows", 0) / max(elapsed, 1e-9))
 
 
+def _tune_gc_for_batch_work() -> None:
+    """Keeps the garbage collector from costing as much as the mapping itself on a worker.
+
+    Mapping allocates many short-lived dicts, so full collections run often, and each walked
+    everything the worker had loaded (Beam, pyarrow, the mapping: ~170k objects that live as long
+    as the worker). Frozen, those are skipped; a larger first-generation threshold makes the
+    young collections rarer. Measured on 200k rows: mapping CPU 14 s -> 8 s (no GC at all: 7.8 s).
+    Garbage is collected first, so only live objects are frozen (they are still freed by
+    reference counting when dropped; only a cycle among them would outlive the worker).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
 def _flush_counts(counts: Counter, prefix: str) -> None:
     for name, value in counts.items():
         if value:
@@ -77,6 +94,7 @@ class MapRowsToEvents(beam.DoFn):
         from transforms.mapper import RowMapper
         self._mapper = RowMapper(self._plan)
         self._skips: Counter = Counter()
+        _tune_gc_for_batch_work()
 
     def process(self, chunk):
         events, dead = [], 0
@@ -96,7 +114,7 @@ class MapRowsToEvents(beam.DoFn):
         Metrics.counter(NAMESPACE, "rows_read").inc(len(chunk.rows))
         Progress.add(self._progress_s, rows=len(chunk.rows), dead=dead)
         if events:
-            yield events
+            yield EventList(events)
 
     def finish_bundle(self):
         _flush_counts(self._skips, "skipped.")
@@ -121,7 +139,7 @@ class ReplayDeadLetters(beam.DoFn):
                 violation.reason, violation.detail, record.event_id, record.source, record.event,
                 record.pixel_id))
             return
-        yield [MappedEvent(record.pixel_id, record.event, record.source)]
+        yield EventList([MappedEvent(record.pixel_id, record.event, record.source)])
 
 
 class BatchRequests(beam.DoFn):
@@ -139,11 +157,12 @@ class BatchRequests(beam.DoFn):
         self._batcher = RequestBatcher(self._batch_size)
 
     def process(self, events: Iterable[MappedEvent]):
-        yield from self._batcher.add_all(events)
+        for batch in self._batcher.add_all(events):
+            yield EventList(batch)
 
     def finish_bundle(self):
         for batch in self._batcher.flush():
-            yield WindowedValue(batch, GlobalWindow().max_timestamp(), [GlobalWindow()])
+            yield WindowedValue(EventList(batch), GlobalWindow().max_timestamp(), [GlobalWindow()])
         if self._batcher.duplicates:
             Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(self._batcher.duplicates)
 
@@ -167,7 +186,7 @@ class _KeepFirstOfGroup(beam.DoFn):
         repeats = sum(1 for _ in iterator)
         if repeats:
             Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(repeats)
-        yield [first]
+        yield EventList([first])
 
 
 class CountUnreadableRows(beam.DoFn):
