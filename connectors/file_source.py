@@ -183,23 +183,30 @@ def _unreadable(detail: str, source: str) -> DeadLetter:
     return DeadLetter(reason=MAPPING_ERROR, detail=detail, source=source)
 
 
-def read_jsonl(handle: IO[bytes], path: str,
-               keep: Callable[[str], bool] | None = None) -> Iterator[RowOrDeadLetter]:
-    """One JSON object per line."""
+def _json_lines(handle: IO[bytes], path: str) -> Iterator[tuple[str, str, Any]]:
+    """(source, "line N of path", parsed value) per non-blank line; a line that is not UTF-8 or
+    not JSON comes with its `mapping_error` DeadLetter as the value (never its content)."""
     for line_number, line in enumerate(_lines(handle), start=1):
         if not line.strip():
             continue
         source = source_ref(path, line_number)
         where = f"line {line_number} of {path}"
         try:
-            value = json.loads(line.decode("utf-8"))
+            yield source, where, json.loads(line.decode("utf-8"))
         except UnicodeDecodeError as error:
-            yield _unreadable(f"{where} is not valid UTF-8 (byte {error.start + 1} of the line)",
-                              source)
-            continue
+            yield source, where, _unreadable(
+                f"{where} is not valid UTF-8 (byte {error.start + 1} of the line)", source)
         except json.JSONDecodeError as error:
-            yield _unreadable(f"{where} is not valid JSON: {error.msg} (column {error.colno})",
-                              source)
+            yield source, where, _unreadable(
+                f"{where} is not valid JSON: {error.msg} (column {error.colno})", source)
+
+
+def read_jsonl(handle: IO[bytes], path: str,
+               keep: Callable[[str], bool] | None = None) -> Iterator[RowOrDeadLetter]:
+    """One JSON object per line."""
+    for source, where, value in _json_lines(handle, path):
+        if isinstance(value, DeadLetter):
+            yield value
             continue
         if not isinstance(value, dict):
             yield _unreadable(f"{where} is a JSON {_json_kind(value)}, not an object", source)
@@ -423,21 +430,12 @@ def read_dead_letters(handle: IO[bytes], path: str) -> Iterator[DeadLetter]:
     A line that is not such a record is itself dead-lettered (`mapping_error`, source
     `<path>#row=<line>`, no `event`), so replaying a damaged file loses nothing silently.
     """
-    for line_number, line in enumerate(_lines(handle), start=1):
-        if not line.strip():
+    for source, where, value in _json_lines(handle, path):
+        if isinstance(value, DeadLetter):
+            yield value
             continue
-        source = source_ref(path, line_number)
-        where = f"line {line_number} of {path}"
         try:
-            letter = DeadLetter.from_json(line.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            yield _unreadable(f"{where} is not valid UTF-8 (byte {error.start + 1} of the line)",
-                              source)
-            continue
-        except json.JSONDecodeError as error:
-            yield _unreadable(f"{where} is not valid JSON: {error.msg} (column {error.colno})",
-                              source)
-            continue
+            letter = DeadLetter.from_record(value)
         except (AttributeError, TypeError):      # valid JSON, but not an object
             letter = None
         if letter is None or not isinstance(letter.reason, str):

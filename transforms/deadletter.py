@@ -36,5 +36,9 @@ class DeadLetter:
 
     @classmethod
     def from_json(cls, line: str) -> DeadLetter:
-        record = json.loads(line)
+        return cls.from_record(json.loads(line))
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DeadLetter:
+        """The record of one parsed JSON line; AttributeError when it is not an object."""
         return cls(**{f.name: record.get(f.name) for f in dataclasses.fields(cls)})
