@@ -30,14 +30,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from connectors.rows import ChunkBuilder, RowChunk, arrow_batch_to_rows, source_ref
+from connectors.rows import ChunkBuilder, RowChunk, source_ref
 from transforms.deadletter import DeadLetter
 from transforms.reasons import MAPPING_ERROR
 
@@ -130,39 +129,15 @@ def plan_parquet_splits(path: str, handle: IO[bytes]) -> Iterator[FileSplit]:
 def read_parquet_row_group(handle: IO[bytes], split: FileSplit,
                            keep: Callable[[str], bool] | None,
                            chunk_size: int) -> Iterator[RowChunk]:
-    """The rows of one row group as chunks, values as `rows.arrow_batch_to_rows` gives them."""
+    """The rows of one row group as Arrow-backed chunks (`RowChunk.of_arrow`)."""
     parquet_file = pq.ParquetFile(handle, buffer_size=_PARQUET_BUFFER_BYTES)
     names = parquet_file.schema_arrow.names
     columns = None if keep is None else [name for name in names if keep(name)]
     row_number = split.first_row
     for batch in parquet_file.iter_batches(batch_size=chunk_size, row_groups=[split.row_group],
                                            columns=columns, use_threads=False):
-        rows = parquet_batch_to_rows(batch)
-        yield RowChunk(rows, [source_ref(split.path, row_number + offset)
-                              for offset in range(len(rows))])
-        row_number += len(rows)
-
-
-def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    """The same rows as `rows.arrow_batch_to_rows`, through pyarrow's fast path when it can.
-
-    `to_pylist(maps_as_pydicts=...)` builds every value through a Python scalar object: on a
-    nested export that costs about as much as mapping the row (5x slower than plain
-    `to_pylist()`, which converts in C++). Without map, binary or nanosecond-timestamp columns
-    there is nothing for the general path to convert, so plain `to_pylist()` gives equal rows.
-    """
-    if any(_needs_conversion(field.type) for field in batch.schema):
-        return arrow_batch_to_rows(batch)
-    return batch.to_pylist()
-
-
-def _needs_conversion(arrow_type: pa.DataType) -> bool:
-    if (pa.types.is_map(arrow_type) or pa.types.is_binary(arrow_type)
-            or pa.types.is_large_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type)
-            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")):
-        return True
-    return any(_needs_conversion(arrow_type.field(index).type)
-               for index in range(arrow_type.num_fields))
+        yield RowChunk.of_arrow(batch, split.path, row_number)
+        row_number += batch.num_rows
 
 
 # A reader yields (row, source) for a good row and a DeadLetter for an unreadable one.

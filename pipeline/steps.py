@@ -91,15 +91,20 @@ class MapRowsToEvents(beam.DoFn):
         self._progress_s = progress_s
 
     def setup(self):
-        from transforms.mapper import RowMapper
-        self._mapper = RowMapper(self._plan)
+        from transforms.columnar import ColumnarMapper
+        self._mapper = ColumnarMapper(self._plan)
         self._skips: Counter = Counter()
         _tune_gc_for_batch_work()
 
     def process(self, chunk):
         events, dead = [], 0
-        for row, source in zip(chunk.rows, chunk.sources, strict=True):
-            result = self._mapper.map_row(row, source)
+        if chunk.batch is not None:     # Parquet: mapped column-wise from the Arrow batch
+            results = self._mapper.map_batch(chunk.batch, chunk.sources)
+        else:
+            map_row = self._mapper.map_row
+            results = (map_row(row, source)
+                       for row, source in zip(chunk.rows, chunk.sources, strict=True))
+        for result in results:
             if result.event is not None:
                 if self._since_ms is not None and \
                         result.event.event.get("timestamp_ms", 0) < self._since_ms:
@@ -111,8 +116,8 @@ class MapRowsToEvents(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letter)
             else:
                 self._skips[result.skipped] += 1
-        Metrics.counter(NAMESPACE, "rows_read").inc(len(chunk.rows))
-        Progress.add(self._progress_s, rows=len(chunk.rows), dead=dead)
+        Metrics.counter(NAMESPACE, "rows_read").inc(len(chunk))
+        Progress.add(self._progress_s, rows=len(chunk), dead=dead)
         if events:
             yield EventList(events)
 

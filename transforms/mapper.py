@@ -163,19 +163,24 @@ def describe_exception(exc: BaseException, stage: str) -> str:
 class RowMapper:
     """Maps rows with one compiled plan. Picklable; keep one per worker (DoFn.setup)."""
 
-    def __init__(self, plan: MappingPlan, clock_ms: Callable[[], int] | None = None):
+    def __init__(self, plan: MappingPlan, clock_ms: Callable[[], int] | None = None, *,
+                 positional: bool = False):
         self.plan = plan
         self.clock_ms = clock_ms
+        # positional: rows are tuples and the plan's paths read positions (transforms.columnar)
+        self.positional = positional
         self.counters: collections.Counter[str] = collections.Counter()
         self._prepare()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"plan": self.plan, "clock_ms": self.clock_ms, "counters": self.counters}
+        return {"plan": self.plan, "clock_ms": self.clock_ms, "counters": self.counters,
+                "positional": self.positional}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.plan = state["plan"]
         self.clock_ms = state["clock_ms"]
         self.counters = state["counters"]
+        self.positional = state.get("positional", False)
         self._prepare()
 
     def _prepare(self) -> None:
@@ -223,7 +228,7 @@ class RowMapper:
     def _map(self, row: Mapping[str, Any], source: str | None) -> MapResult:
         plan = self.plan
         counters = self.counters
-        if not isinstance(row, Mapping):
+        if not (self.positional or isinstance(row, Mapping)):
             raise InvalidValueError(reasons.MAPPING_ERROR,
                                     f"the row is a {_kind(row)}, not a record of columns")
 

@@ -8,10 +8,9 @@ codes, phone regions, duplicate event names) are checked by transforms.mapping a
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from typing import Any
-
-import jsonschema
 
 from transforms.errors import MappingFileError
 from transforms.events import ACTION_SOURCES, EVENT_TYPES
@@ -189,12 +188,17 @@ MAPPING_SCHEMA: dict[str, Any] = {
 
 # --- checking a document --------------------------------------------------------------------------
 
-_VALIDATOR = jsonschema.Draft202012Validator(MAPPING_SCHEMA)
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    """Built on first use: workers unpickle compiled plans and never check a document, and
+    importing jsonschema costs each of them about 0.3 s of start-up."""
+    import jsonschema
+    return jsonschema.Draft202012Validator(MAPPING_SCHEMA)
 
 
 def check_schema(document: dict[str, Any], name: str) -> None:
     problems = []
-    for error in sorted(_VALIDATOR.iter_errors(document), key=lambda e: list(map(str, e.path))):
+    for error in sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.path))):
         problems.extend(_describe_schema_error(error))
     if problems:
         raise MappingFileError(format_problems(name, problems))
@@ -223,8 +227,8 @@ def yaml_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _describe_schema_error(error: jsonschema.ValidationError) -> list[tuple[str, str, str]]:
-    """(key path, what is wrong, how to fix it) for one jsonschema error."""
+def _describe_schema_error(error: Any) -> list[tuple[str, str, str]]:
+    """(key path, what is wrong, how to fix it) for one jsonschema.ValidationError."""
     path = list(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     fix = schema.get("x-fix", "see docs/mapping.md")

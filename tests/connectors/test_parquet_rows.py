@@ -7,8 +7,7 @@ import decimal
 import pyarrow as pa
 import pytest
 
-from connectors.file_source import parquet_batch_to_rows
-from connectors.rows import arrow_batch_to_rows
+from connectors.rows import arrow_batch_to_rows, parquet_batch_to_rows
 
 UTC = datetime.timezone.utc
 ITEM = pa.struct([("id", pa.string()), ("qty", pa.int64()),
