@@ -30,6 +30,7 @@ from connectors.rows import arrow_values, parquet_batch_to_rows
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import ConsentPlan, ContentsPlan, ItemValueSource, MappingPlan
 from transforms.paths import Path, Template, ValueSource
+from transforms.user_fields import NOT_BUILT, UserBuilder
 
 _VALUE_SOURCE_FIELDS = ("id", "type", "timestamp_ms", "custom_event_name", "oppref",
                         "action_source", "source_url", "opt_out", "amount", "currency",
@@ -43,12 +44,13 @@ class _Unsupported(Exception):
 class _Position:
     """A row-level path replaced by its position in the row tuple (duck-types Path)."""
 
-    __slots__ = ("text", "get")
+    __slots__ = ("text", "index", "get")
 
     has_each = False
 
     def __init__(self, text: str, index: int):
         self.text = text
+        self.index = index
         self.get = operator.itemgetter(index)
 
 
@@ -141,6 +143,34 @@ def _chain_values(batch: pa.RecordBatch, chain: tuple[int, ...]) -> list[Any]:
     return arrow_values(array)
 
 
+def _single_position(source: ValueSource) -> bool:
+    return (not source.has_constant and source.default is None and len(source.refs) == 1
+            and isinstance(source.refs[0], _Position))
+
+
+def _present(values: list[Any]) -> list[Any]:
+    """What ValueSource.get gives for one path: blank text and empty lists/objects are None."""
+    return [None if value is not None and not value and type(value) in (str, list, tuple, dict)
+            or type(value) is str and value.isspace() else value for value in values]
+
+
+class _PrecomputedUsers:
+    """The user builder of positional rows whose last value is UserBuilder.build_columns'
+    result for the row: its user object, with the counters build() would have bumped."""
+
+    def __init__(self, builder: UserBuilder):
+        self.builder = builder
+
+    def build(self, row: tuple[Any, ...], counters: Any) -> dict[str, Any] | None:
+        built = row[-1]
+        if built is NOT_BUILT:
+            return self.builder.build(row, counters)
+        user, keys = built
+        for key in keys:
+            counters[key] += 1
+        return user
+
+
 def _first_not_none(columns: list[list[Any]]) -> list[Any]:
     out = list(columns[0])
     for column in columns[1:]:
@@ -162,6 +192,13 @@ class ColumnarMapper:
             self._by_columns.counters = self.counters
         except _Unsupported:
             self._positional = self._by_columns = None
+        self._users: UserBuilder | None = None
+        if self._by_columns is not None and self._by_columns._user is not None:
+            builder = self._by_columns._user
+            sources = [source for _, source in builder.sources]
+            if all(_single_position(source) for source in sources):
+                self._users = builder
+                self._by_columns._user = _PrecomputedUsers(builder)
         self._chains: dict[pa.Schema, list[list[tuple[int, ...]]] | None] = {}
 
     def map_row(self, row: Any, source: str | None = None) -> MapResult:
@@ -190,6 +227,9 @@ class ColumnarMapper:
             else:
                 columns.append(_first_not_none([_chain_values(batch, chain)
                                                 for chain in path_chains]))
+        if self._users is not None:
+            columns.append(self._users.build_columns(
+                lambda source: _present(columns[source.refs[0].index]), batch.num_rows))
         return list(zip(*columns, strict=True)) if columns else [()] * batch.num_rows
 
     def _schema_chains(self, schema: pa.Schema) -> list[list[tuple[int, ...]]] | None:

@@ -152,3 +152,66 @@ def test_a_path_absent_from_the_schema_reads_as_missing():
     results = map_both_ways(load_mapping(), table, columnar=True)
     assert results[0].dead_letter.reason == "missing_source_url"
     assert results[1].dead_letter.reason == "missing_id"
+
+
+USER_ROWS = [
+    # text everywhere; a hash passes through; a phone without +country takes the default region
+    {"email": " A@Example.com ", "phone": "(415) 555-0100", "country": None, "state": "Texas",
+     "zip": "78701-1234", "hash": "A" * 64, "name": "José"},
+    # the row's country gives the phone region and the US-only state/zip rules
+    {"email": "b@example.com", "phone": "020 7946 0018", "country": "GB", "state": "London",
+     "zip": "SW1A 1AA", "hash": None, "name": "  "},
+    # invalid values are left out and counted; blank text is missing
+    {"email": "not an email", "phone": "12", "country": "Narnia", "state": "", "zip": "???",
+     "hash": "xyz", "name": "O'Brien"},
+]
+
+
+@pytest.mark.parametrize("profile", ["openai", "scalar"])
+def test_user_fields_built_column_wise_equal_build(profile):
+    plan = parse_mapping(f"""
+extends: default
+user:
+  profile: {profile}
+  default_phone_region: US
+  fields:
+    email: u.email
+    phone: u.phone
+    country: u.country
+    region: u.state
+    postal_code: u.zip
+    external_id: u.hash
+    first_name: u.name
+""")
+    rows = [{"event_name": "lead", "type": "offline", "context": {"event_id": f"e{i}"},
+             "u": user} for i, user in enumerate(USER_ROWS)]
+    results = map_both_ways(plan, pa.Table.from_pylist(rows), columnar=True)
+    users = [result.event.event.get("user") for result in results]
+    if profile == "openai":
+        assert users[0]["phone_numbers_sha256"] == [hashlib.sha256(b"14155550100").hexdigest()]
+        assert users[0]["external_ids_sha256"] == ["a" * 64]
+        assert users[1]["phone_numbers_sha256"] == [hashlib.sha256(b"442079460018").hexdigest()]
+        assert users[2]["external_ids_sha256"] == [hashlib.sha256(b"xyz").hexdigest()]
+        assert set(users[2]) == {"external_ids_sha256", "first_names_sha256"}
+    else:
+        assert users[1]["country_sha256"] == hashlib.sha256(b"gb").hexdigest()
+        assert users[2]["external_id"] == "xyz"
+
+
+def test_user_values_that_are_not_text_go_through_the_row_builder():
+    plan = parse_mapping("extends: default\nuser:\n  fields:\n    email: emails\n    phone: phone\n"
+                         "    country: country\n")
+    table = pa.table({
+        "event_name": ["lead"] * 3, "type": ["offline"] * 3,
+        "context": [{"event_id": "a"}, {"event_id": "b"}, {"event_id": "c"}],
+        "emails": [["a@example.com", "A@example.com ", "b@example.com", "c@x.io", "d@x.io"],
+                   [], None],
+        "phone": [4155550100, None, 33612345678],
+        "country": ["US", None, "FR"],
+    })
+    by_columns = ColumnarMapper(plan, clock_ms=lambda: NOW_MS)
+    built = [row[-1] for row in by_columns.positional_rows(table.to_batches()[0])]
+    from transforms.user_fields import NOT_BUILT
+    assert [value is NOT_BUILT for value in built] == [True, False, True]
+    results = map_both_ways(plan, table, columnar=True)
+    assert len(results[0].event.event["user"]["emails_sha256"]) == 3   # the first 3 distinct
