@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import pickle
 
 import pyarrow as pa
 import pytest
 
-from connectors.rows import arrow_batch_to_rows, parquet_batch_to_rows
+from connectors.rows import RowChunk, arrow_batch_to_rows, arrow_values, parquet_batch_to_rows
 
 UTC = datetime.timezone.utc
 ITEM = pa.struct([("id", pa.string()), ("qty", pa.int64()),
@@ -75,3 +76,24 @@ def test_nested_rows_exact_values() -> None:
         {"event_name": None, "context": None, "items": None, "tags": None, "value": None,
          "opt_out": False},
     ]
+
+
+@pytest.mark.filterwarnings("ignore:Encountered key")
+@pytest.mark.parametrize("batch", [NESTED, NESTED.slice(1, 2), SCALARS, NEEDS_CONVERSION],
+                         ids=["nested", "nested-slice", "scalars", "ns-and-binary"])
+def test_one_column_converts_as_it_appears_in_the_rows(batch: pa.RecordBatch) -> None:
+    rows = arrow_batch_to_rows(batch)
+    for name in batch.schema.names:
+        assert repr(arrow_values(batch.column(name))) == repr([row[name] for row in rows]), name
+
+
+def test_arrow_chunk_builds_rows_and_sources_only_when_asked_and_pickles_whole() -> None:
+    batch = NESTED.select(["event_name", "context", "items", "tags"])   # no NaN: NaN != NaN
+    chunk = RowChunk.of_arrow(batch, "gs://b/x.parquet", 41)
+    assert len(chunk) == 4 and chunk.batch is batch
+    assert chunk.sources[:2] == ["gs://b/x.parquet#row=41", "gs://b/x.parquet#row=42"]
+    assert chunk == RowChunk(arrow_batch_to_rows(batch), chunk.sources)
+    copy = pickle.loads(pickle.dumps(RowChunk.of_arrow(batch, "gs://b/x.parquet", 41)))
+    assert copy.batch.equals(batch) and copy == chunk
+    bare = pickle.loads(pickle.dumps(RowChunk.of_arrow(NESTED.select([]), "f", 1)))
+    assert bare.rows == [{}, {}, {}, {}] and bare.sources[-1] == "f#row=4"
