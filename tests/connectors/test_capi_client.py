@@ -500,3 +500,17 @@ def test_preflight_to_an_unreachable_endpoint_fails_quickly_and_clearly():
     with pytest.raises(CapiSyncError, match="retries_exhausted: gave up after 3 attempts"):
         client.preflight()
     assert client.stats["requests"] == 3
+
+
+def test_whole_batch_encoding_gives_the_same_body_as_event_by_event(client):
+    from connectors.capi_client import _Call, encode_event
+    events = make_events(5)
+    call = _Call(client, events, "px", False, client.retry)
+    assert call.encode_events() == [0, 1, 2, 3, 4] and call.whole is not None
+    one_by_one = call.head + b",".join(encode_event(e) for e in events) + b"]}"
+    assert call._body([0, 1, 2, 3, 4]) == one_by_one
+    assert call._body([1, 3]) == call.head + encode_event(events[1]) + b"," \
+        + encode_event(events[3]) + b"]}"
+    nan = _Call(client, [*events, make_event(9, data={"type": "contents", "amount": math.nan})],
+                "px", False, client.retry)
+    assert nan.encode_events() == [0, 1, 2, 3, 4] and nan.whole is None   # NaN: strict encoder
