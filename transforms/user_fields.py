@@ -227,23 +227,29 @@ class UserBuilder:
                     texts.append(i)
                 elif raw is not None:
                     not_built[i] = True
+            values = [column[i] for i in texts]
+            longest = max(map(len, values), default=0)
             for key, is_list, normalize, hashed, count, contextual in wires:
-                for i in texts:
-                    raw = column[i]
-                    if hashed and len(raw) >= 64 and is_hash(raw.strip()):
-                        value = raw.strip().lower()
+                if contextual:
+                    out = [normalize(value, country[i], region[i])
+                           for value, i in zip(values, texts, strict=True)]
+                else:
+                    out = list(map(normalize, values))
+                if hashed:
+                    out = [None if text is None else _sha256(text.encode("utf-8")).hexdigest()
+                           for text in out]
+                    if longest >= 64:
+                        for position, value in enumerate(values):   # already a hash: kept
+                            if len(value) >= 64 and is_hash(value.strip()):
+                                out[position] = value.strip().lower()
+                for i, value in zip(texts, out, strict=True):
+                    if value is None:
+                        if count:
+                            if counts[i] is None:
+                                counts[i] = []
+                            counts[i].append(invalid_key)
                     else:
-                        value = (normalize(raw, country[i], region[i]) if contextual
-                                 else normalize(raw))
-                        if value is None:
-                            if count:
-                                if counts[i] is None:
-                                    counts[i] = []
-                                counts[i].append(invalid_key)
-                            continue
-                        if hashed:
-                            value = _sha256(value.encode("utf-8")).hexdigest()
-                    users[i][key] = [value] if is_list else value
+                        users[i][key] = [value] if is_list else value
         return [NOT_BUILT if not_built[i] else (users[i] or None, counts[i] or ())
                 for i in range(rows)]
 
