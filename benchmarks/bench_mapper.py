@@ -2,9 +2,12 @@
 
     python -m benchmarks.bench_mapper                  # 100k rows, best of 3
     python -m benchmarks.bench_mapper --rows 20000 --baseline --json --profile
+    python -m benchmarks.bench_mapper --arrow          # + the Parquet path: dicts vs columnar
 
 Rows are generated before timing (benchmarks.generate_rows: high-cardinality Commanders-Act
-shape). `--baseline` also times a straightforward row-by-row mapper (phonenumbers.parse for
+shape). The garbage collector is tuned as on the pipeline's workers (`--default-gc` to keep
+Python's defaults: the columnar mapper, which holds a batch at a time, then loses its lead).
+`--baseline` also times a straightforward row-by-row mapper (phonenumbers.parse for
 every phone, uncached pycountry look-ups, plain dict building) for comparison; `--json` adds
 json.dumps of each event (what the sink does before sending). Wall-clock figures vary on a
 shared machine; rows per CPU-second (process time) are steadier. Run a few times.
@@ -25,13 +28,18 @@ import phonenumbers
 import pycountry
 
 from benchmarks.generate_rows import commanders_act_rows
+from connectors.rows import parquet_batch_to_rows
+from pipeline.steps import tune_gc_for_batch_work
+from transforms.columnar import ColumnarMapper
 from transforms.mapper import RowMapper
 from transforms.mapping import load_mapping
 from transforms.validate import validate_event
 
 
-def _time(fn, rows, sources) -> tuple[float, float]:
+def _time(fn, rows, sources, tune_gc: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process): CPU time is steadier on a shared machine."""
+    if tune_gc:
+        tune_gc_for_batch_work()
     wall, cpu = time.perf_counter(), time.process_time()
     fn(rows, sources)
     return time.perf_counter() - wall, time.process_time() - cpu
@@ -122,6 +130,34 @@ def naive_map(row: dict, now_ms: int) -> dict | None:
     return event if validate_event(event, now_ms) is None else None
 
 
+def _arrow_batches(rows: list[dict]) -> list:
+    """The rows as 1,000-row record batches in the benchmark's Parquet schema."""
+    import pyarrow as pa
+
+    from benchmarks.generate_rows import parquet_schema
+    schema = parquet_schema()
+    copies = []
+    for row in rows:
+        context = row["context"]
+        if not isinstance(context["event_timestamp"], int):     # as write_parquet does
+            row = {**row, "context": {**context, "event_timestamp": None}}
+        copies.append(row)
+    return pa.Table.from_pylist(copies, schema=schema).to_batches(max_chunksize=1000)
+
+
+def _run_on_batches(batches: list, mapper, columnar: bool):
+    def run(rows, sources):
+        for batch in batches:
+            names = sources[:batch.num_rows]
+            if columnar:
+                for _ in mapper.map_batch(batch, names):
+                    pass
+            else:
+                for row, source in zip(parquet_batch_to_rows(batch), names, strict=True):
+                    mapper.map_row(row, source)
+    return run
+
+
 def _run_naive(now_ms: int, encode: bool):
     def run(rows, sources):
         for row in rows:
@@ -139,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", action="store_true", help="also time the naive loop")
     parser.add_argument("--json", action="store_true", help="also json.dumps every event")
     parser.add_argument("--profile", action="store_true", help="print the top functions")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep Python's default garbage-collector settings (the pipeline's"
+                             " workers tune them: pipeline.steps.tune_gc_for_batch_work)")
+    parser.add_argument("--arrow", action="store_true",
+                        help="also map the rows as 1,000-row Arrow batches (the Parquet path):"
+                             " row dicts + RowMapper, and ColumnarMapper")
     args = parser.parse_args(argv)
 
     now_ms = int(time.time() * 1000)
@@ -148,11 +190,19 @@ def main(argv: list[str] | None = None) -> None:
 
     runs = [("RowMapper (default mapping)", lambda: _run_mapper(
         RowMapper(plan, clock_ms=lambda: now_ms), args.json))]
+    if args.arrow:
+        batches = _arrow_batches(rows)
+        runs.append(("RowMapper on Arrow batches (to_pylist, then map_row)",
+                     lambda: _run_on_batches(batches, RowMapper(plan, clock_ms=lambda: now_ms),
+                                             columnar=False)))
+        runs.append(("ColumnarMapper on Arrow batches",
+                     lambda: _run_on_batches(batches, ColumnarMapper(plan, clock_ms=lambda: now_ms),
+                                             columnar=True)))
     if args.baseline:
         runs.append(("straightforward loop", lambda: _run_naive(now_ms, args.json)))
 
     for label, make in runs:
-        timings = [_time(make(), rows, sources) for _ in range(args.repeat)]
+        timings = [_time(make(), rows, sources, not args.default_gc) for _ in range(args.repeat)]
         wall = [len(rows) / w for w, _ in timings]
         cpu = [len(rows) / c for _, c in timings]
         print(f"{label}{' + json.dumps' if args.json else ''} ({len(rows):,} rows x {args.repeat}):"

@@ -56,7 +56,7 @@ class Progress:
                  totals.get("dead", 0), totals.get("rows", 0) / max(elapsed, 1e-9))
 
 
-def _tune_gc_for_batch_work() -> None:
+def tune_gc_for_batch_work() -> None:
     """Keeps the garbage collector from costing as much as the mapping itself on a worker.
 
     Mapping allocates many short-lived dicts, so full collections run often, and each walked
@@ -94,7 +94,7 @@ class MapRowsToEvents(beam.DoFn):
         from transforms.columnar import ColumnarMapper
         self._mapper = ColumnarMapper(self._plan)
         self._skips: Counter = Counter()
-        _tune_gc_for_batch_work()
+        tune_gc_for_batch_work()
 
     def process(self, chunk):
         events, dead = [], 0

@@ -12,6 +12,10 @@ becomes a tuple with one value per path. The same RowMapper then maps the tuples
 of the plan whose paths read tuple positions: one mapping code, so events, dead letters and
 counters are the ones the row path gives (tests/transforms/test_columnar.py checks this).
 
+It holds a whole batch of values at once, so run it with the garbage collector tuned for batch
+work (pipeline.steps.tune_gc_for_batch_work, as the pipeline's workers do): with Python's default
+thresholds the young-generation collections rescan the batch and it is slower than the row path.
+
 When a path cannot be resolved from the schema alone (it goes through a list or a map, uses `X`
 at row level, or a struct has two fields with the same name), the batch is mapped row by row
 from dicts, exactly as before.
