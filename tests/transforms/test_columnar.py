@@ -215,3 +215,19 @@ def test_user_values_that_are_not_text_go_through_the_row_builder():
     assert [value is NOT_BUILT for value in built] == [True, False, True]
     results = map_both_ways(plan, table, columnar=True)
     assert len(results[0].event.event["user"]["emails_sha256"]) == 3   # the first 3 distinct
+
+
+def test_one_mapper_serves_files_with_different_schemas():
+    plan = load_mapping()
+    by_columns = ColumnarMapper(plan, clock_ms=lambda: NOW_MS)
+    by_rows = RowMapper(plan, clock_ms=lambda: NOW_MS)
+    nested = pa.table({"event_name": ["lead"], "type": ["offline"],
+                       "context": [{"event_id": "a"}], "user": [{"email": "a@example.com"}]})
+    flat = pa.table({"event_name": ["lead"], "type": ["offline"],
+                     "context.event_id": ["b"], "user.email": ["b@example.com"]})
+    for table in (nested, flat, nested):
+        batch = table.to_batches()[0]
+        got = list(by_columns.map_batch(batch, ["f#row=1"]))
+        assert got == [by_rows.map_row(parquet_batch_to_rows(batch)[0], "f#row=1")]
+        assert got[0].event.event["user"]["emails_sha256"]
+    assert len(by_columns._chains) == 2           # one resolution per distinct schema
