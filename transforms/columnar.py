@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.rows import arrow_values, parquet_batch_to_rows
+from transforms import reasons
+from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import ConsentPlan, ContentsPlan, ItemValueSource, MappingPlan
 from transforms.paths import Path, Template, ValueSource
@@ -214,10 +216,25 @@ class ColumnarMapper:
         rows = self.positional_rows(batch)
         mapper = self._by_columns
         if rows is None:
-            rows, mapper = parquet_batch_to_rows(batch), self._by_rows
+            mapper = self._by_rows
+            try:
+                rows = parquet_batch_to_rows(batch)
+            except (ValueError, pa.ArrowException) as exc:   # e.g. a struct naming a field twice
+                yield from self._unreadable(batch, sources, exc)
+                return
         map_row = mapper.map_row
         for row, source in zip(rows, sources, strict=True):
             yield map_row(row, source)
+
+    def _unreadable(self, batch: pa.RecordBatch, sources: Sequence[str], exc: Exception
+                    ) -> Iterator[MapResult]:
+        """Rows pyarrow cannot turn into Python values: each one a mapping_error dead letter."""
+        detail = (f"the file's rows cannot be read as records ({type(exc).__name__}:"
+                  f" {str(exc)[:200]}); fix the export's schema (for example rename a struct"
+                  " field that appears twice) and run again")
+        self.counters[f"dead_letter.{reasons.MAPPING_ERROR}"] += batch.num_rows
+        for source in sources:
+            yield MapResult(dead_letter=DeadLetter(reasons.MAPPING_ERROR, detail, source=source))
 
     def positional_rows(self, batch: pa.RecordBatch) -> list[tuple[Any, ...]] | None:
         """The batch as tuples of path values, or None when the schema needs row dicts."""

@@ -231,3 +231,20 @@ def test_one_mapper_serves_files_with_different_schemas():
         assert got == [by_rows.map_row(parquet_batch_to_rows(batch)[0], "f#row=1")]
         assert got[0].event.event["user"]["emails_sha256"]
     assert len(by_columns._chains) == 2           # one resolution per distinct schema
+
+
+def test_rows_pyarrow_cannot_read_become_dead_letters_not_a_crash():
+    user_type = pa.struct([("email", pa.string()), ("email", pa.string())])
+    table = pa.table({
+        "event_name": ["lead", "lead"], "context": [{"event_id": "a"}, {"event_id": "b"}],
+        "user": pa.StructArray.from_arrays(
+            [pa.array(["a@example.com", None]), pa.array(["b@example.com", None])],
+            fields=list(user_type)),
+    })
+    by_columns = ColumnarMapper(load_mapping(), clock_ms=lambda: NOW_MS)
+    results = list(by_columns.map_batch(table.to_batches()[0], ["f#row=1", "f#row=2"]))
+    assert [r.dead_letter.reason for r in results] == ["mapping_error", "mapping_error"]
+    assert [r.dead_letter.source for r in results] == ["f#row=1", "f#row=2"]
+    assert "duplicate field names" in results[0].dead_letter.detail
+    assert "example.com" not in results[0].dead_letter.detail
+    assert by_columns.counters == {"dead_letter.mapping_error": 2}
