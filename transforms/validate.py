@@ -78,13 +78,18 @@ def _is_int(value: Any) -> bool:
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
+def _is_object(value: Any) -> bool:
+    # A JSON object; the exact-type test first spares mapped events the Mapping ABC check.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _is_nonempty_str(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
 def validate_event(event: Mapping[str, Any], now_ms: int) -> Violation | None:
     """Return the first violated rule of `event`, or None when the API would accept it."""
-    if type(event) is not dict and not isinstance(event, Mapping):
+    if not _is_object(event):
         return Violation(reasons.MAPPING_ERROR, "event must be a JSON object")
 
     if not _is_nonempty_str(event.get("id")):
@@ -156,7 +161,7 @@ def _check_optional_fields(event: Mapping[str, Any]) -> Violation | None:
     if oppref is not None and not isinstance(oppref, str):
         return Violation(reasons.MAPPING_ERROR, "oppref must be a string")
     user = event.get("user")
-    if user is not None and type(user) is not dict and not isinstance(user, Mapping):
+    if user is not None and not _is_object(user):
         return Violation(reasons.MAPPING_ERROR, "user must be an object")
     opt_out = event.get("opt_out")
     if opt_out is not None and not isinstance(opt_out, bool):
@@ -165,7 +170,7 @@ def _check_optional_fields(event: Mapping[str, Any]) -> Violation | None:
 
 
 def _check_data(data: Any, data_type: str, event_type: str) -> Violation | None:
-    if type(data) is not dict and not isinstance(data, Mapping):
+    if not _is_object(data):
         return Violation(reasons.INVALID_CONTENTS, "data is required and must be an object")
     if data.get("type") != data_type:
         return Violation(reasons.INVALID_CONTENTS,
@@ -231,14 +236,14 @@ def _check_contents(contents: Any, data_currency: Any) -> Violation | None:
         return Violation(reasons.INVALID_CONTENTS, "data.contents must be a list")
     for index, item in enumerate(contents):
         where = f"data.contents[{index}]"
-        if type(item) is not dict and not isinstance(item, Mapping):
+        if not _is_object(item):
             return Violation(reasons.INVALID_CONTENTS, f"{where} must be an object")
         for field in _ITEM_STRING_FIELDS:
             value = item.get(field)
-            if value is not None and type(value) is not str and not isinstance(value, str):
+            if value is not None and not isinstance(value, str):
                 return Violation(reasons.INVALID_CONTENTS, f"{where}.{field} must be a string")
         quantity = item.get("quantity")
-        if quantity is not None and type(quantity) is not int and not _is_int(quantity):
+        if quantity is not None and not _is_int(quantity):
             return Violation(reasons.INVALID_CONTENTS, f"{where}.quantity must be an integer")
         variant_dict = item.get("variant_dict")
         if variant_dict is not None:
