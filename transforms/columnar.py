@@ -199,12 +199,12 @@ class ColumnarMapper:
         except _Unsupported:
             self._positional = self._by_columns = None
         self._users: UserBuilder | None = None
-        if self._by_columns is not None and self._by_columns._user is not None:
-            builder = self._by_columns._user
+        if self._by_columns is not None and self._by_columns.user_builder is not None:
+            builder = self._by_columns.user_builder
             sources = [source for _, source in builder.sources]
             if all(_single_position(source) for source in sources):
                 self._users = builder
-                self._by_columns._user = _PrecomputedUsers(builder)
+                self._by_columns.user_builder = _PrecomputedUsers(builder)
         self._chains: dict[pa.Schema, list[list[tuple[int, ...]]] | None] = {}
 
     def map_row(self, row: Any, source: str | None = None) -> MapResult:

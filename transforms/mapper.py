@@ -187,8 +187,10 @@ class RowMapper:
         plan = self.plan
         self._event_names = dict(plan.event_names)
         self._exclude = frozenset(plan.exclude)
-        self._user = (UserBuilder(plan.user_profile, plan.user_fields, plan.default_phone_region)
-                      if plan.user_enabled and plan.user_fields else None)
+        # Anything with build(row, counters); transforms.columnar swaps in precomputed users.
+        self.user_builder: Any = (
+            UserBuilder(plan.user_profile, plan.user_fields, plan.default_phone_region)
+            if plan.user_enabled and plan.user_fields else None)
         self._stage = "the row"
 
     # -- public --------------------------------------------------------------------------------
@@ -287,9 +289,9 @@ class RowMapper:
             if opt_out is not None:
                 event["opt_out"] = _boolean(opt_out, "event.opt_out")
 
-        if self._user is not None:
+        if self.user_builder is not None:
             self._stage = "user fields"
-            user = self._user.build(row, counters)
+            user = self.user_builder.build(row, counters)
             if user is not None:
                 event["user"] = user
 
