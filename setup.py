@@ -33,5 +33,5 @@ setuptools.setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9"],
         "gcp-secrets": ["google-cloud-secret-manager>=2"],
     },
-    entry_points={"console_scripts": ["capi-sync=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["capi-sync=pipeline.cli:entry"]},
 )

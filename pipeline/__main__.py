@@ -1,6 +1,4 @@
 """`python -m pipeline` is `capi-sync`."""
-import sys
+from pipeline.cli import entry
 
-from pipeline.cli import main
-
-sys.exit(main())
+entry()

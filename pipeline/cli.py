@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import gc
 import sys
 
 from pipeline.logs import configure_console_logging
@@ -83,5 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     return outcome.exit_code
 
 
+def entry() -> None:
+    """The `capi-sync` command: runs `main` and exits with its code.
+
+    The heap is frozen first: interpreter shutdown would otherwise spend ~0.4 s collecting the
+    million objects Beam and its Google Cloud clients leave behind, memory the OS frees anyway
+    (atexit handlers and file flushing still run as usual).
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

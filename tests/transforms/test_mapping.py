@@ -5,12 +5,14 @@ import yaml
 
 from transforms.errors import MappingFileError
 from transforms.mapping import (
+    DEFAULT_MAPPING_NAME,
     MappingPlan,
     builtin_event_names,
     default_mapping_text,
     load_mapping,
     parse_mapping,
 )
+from transforms.mapping_schema import check_schema
 
 
 def mapping_error(text: str, name: str = "shop.yaml") -> str:
@@ -26,6 +28,13 @@ def test_default_mapping_loads_and_is_the_packaged_text():
     assert plan.id.refs[0].text == "context.event_id"
     assert plan.user_profile == "openai"
     assert plan.contents.path.text == "items"
+
+
+def test_default_mapping_passes_the_schema():
+    # load_mapping() skips the schema check for the packaged default: this test is that check.
+    check_schema(yaml.safe_load(default_mapping_text()), "default mapping")
+    assert pickle.dumps(parse_mapping(default_mapping_text(), DEFAULT_MAPPING_NAME)) == \
+        pickle.dumps(load_mapping())
 
 
 def test_default_mapping_required_columns():
