@@ -64,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         print(default_mapping_text(), end="")
         return 0
 
+    # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
+    from pipeline.warm_workers import POOL, planned_worker_processes
+    POOL.start(planned_worker_processes(argv))
+    try:
+        return _run(argv)
+    finally:
+        POOL.close()
+
+
+def _run(argv: list[str]) -> int:
     from pipeline import run as runner
     from pipeline.report import format_summary
     try:

@@ -15,9 +15,11 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipeline import report as run_report
+from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
 from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.warm_workers import POOL, default_worker_count
 from transforms import reasons
 from transforms.events import MAX_AGE_MS
 
@@ -45,7 +47,7 @@ def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
         return
     direct = options.view_as(DirectOptions)
     if "direct_num_workers" not in chosen:
-        direct.direct_num_workers = max(1, min(os.cpu_count() or 1, 8))
+        direct.direct_num_workers = default_worker_count()
     if "direct_running_mode" not in chosen and direct.direct_num_workers > 1:
         direct.direct_running_mode = "multi_processing"
 
@@ -98,8 +100,9 @@ def run(argv: list[str]) -> RunOutcome:
     started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
     pipeline = beam.Pipeline(options=options)
     _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with warm_handler.serving(POOL):
+        result = pipeline.run()
+        result.wait_until_finish()
     duration = time.monotonic() - started
     counters = run_report.counters_from_result(result)
     report = run_report.build_report(

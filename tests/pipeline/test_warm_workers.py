@@ -1,0 +1,118 @@
+"""Worker processes started before Beam is imported: who gets them, their end, a real run."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.portability import python_urns
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+from pipeline import cli, warm_handler, warm_workers
+from pipeline.run import apply_runner_defaults
+from pipeline.warm_workers import WarmWorkerPool, default_worker_count, planned_worker_processes
+from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
+from tests.pipeline.builders import ca_row, read_report, write_parquet
+
+CORES = os.cpu_count() or 1
+WAITS_FOR_INPUT = [sys.executable, "-c", "import sys; sys.exit(len(sys.stdin.read()))"]
+
+
+def direct_processes_beam_would_spawn(argv: list[str]) -> int:
+    options = PipelineOptions(argv)
+    apply_runner_defaults(options, argv)
+    direct = options.view_as(DirectOptions)
+    if options.view_as(DirectOptions).direct_running_mode != "multi_processing" or \
+            options.get_all_options()["runner"] not in ("DirectRunner", "direct"):
+        return 0
+    return direct.direct_num_workers or CORES
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], default_worker_count() if default_worker_count() > 1 else 0),
+    (["--runner", "DirectRunner"], default_worker_count() if default_worker_count() > 1 else 0),
+    (["--runner=direct", "--direct_num_workers=3"], 3),
+    (["--direct_num_workers", "1"], 0),                       # in_memory: no process at all
+    (["--direct_num_workers", "1", "--direct_running_mode", "multi_processing"], 1),
+    (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"], CORES),
+    (["--direct_running_mode", "multi_threading"], 0),
+    (["--direct_running_mode=in_memory", "--direct_num_workers=4"], 0),
+    (["--runner", "DataflowRunner", "--project", "p"], 0),
+    (["--input", "x.parquet", "--direct_num_workers", "two"], 0),   # Beam will name the mistake
+])
+def test_planned_processes_are_the_ones_beam_spawns(argv, expected):
+    assert planned_worker_processes(argv) == expected
+    if "two" not in argv:
+        assert direct_processes_beam_would_spawn(argv) == expected
+
+
+def test_a_taken_process_gets_what_beam_would_put_in_its_environment():
+    pool = WarmWorkerPool(WAITS_FOR_INPUT)
+    pool.start(1)
+    process = pool.take()
+    warm_workers.hand_over(process, {"WORKER_ID": "worker_7"})
+    assert process.wait(timeout=10) == len('{"WORKER_ID": "worker_7"}\n')
+    assert (pool.take(), pool.taken, len(pool)) == (None, 1, 0)
+
+
+def test_dead_processes_are_skipped_and_unused_ones_stopped_at_close():
+    pool = WarmWorkerPool([sys.executable, "-c", "pass"])
+    pool.start(2)
+    deadline = time.monotonic() + 10
+    while any(p.poll() is None for p in pool._waiting) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.take() is None and pool.taken == 0        # the runner spawns its own instead
+
+    waiting = WarmWorkerPool(WAITS_FOR_INPUT)
+    waiting.start(2)
+    processes = list(waiting._waiting)
+    started = time.monotonic()
+    waiting.close()
+    assert time.monotonic() - started < 5
+    assert [p.poll() for p in processes] == [-9, -9] and len(waiting) == 0
+
+
+def test_a_worker_whose_launcher_is_gone_exits_on_its_own():
+    worker = subprocess.Popen([sys.executable, "-m", "pipeline.warm_workers"],
+                              stdin=subprocess.PIPE)
+    worker.stdin.close()                                  # what the launcher's death does
+    assert worker.wait(timeout=60) == 0
+
+
+def test_beams_handler_is_back_after_the_run_and_untouched_without_a_pool():
+    registry = worker_handlers.WorkerHandler._registered_environments
+    original = registry[python_urns.SUBPROCESS_SDK]
+    with warm_handler.serving(WarmWorkerPool()):
+        assert registry[python_urns.SUBPROCESS_SDK] is original
+    pool = WarmWorkerPool(WAITS_FOR_INPUT)
+    pool.start(1)
+    try:
+        with warm_handler.serving(pool):
+            assert registry[python_urns.SUBPROCESS_SDK] is not original
+    finally:
+        pool.close()
+    assert registry[python_urns.SUBPROCESS_SDK] is original
+
+
+def test_a_multi_process_run_uses_the_warm_workers_and_relays_their_logs(
+        emulator, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet",
+                           [ca_row(f"order_{n}") for n in range(6)], row_group_size=2)
+    taken_before = warm_workers.POOL.taken
+    with caplog.at_level(logging.INFO):
+        code = cli.main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
+                         "--endpoint", emulator.url, "--report", str(tmp_path / "report.json"),
+                         "--dead-letter", str(tmp_path / "dead" / "dead"), "--progress-seconds", "0.001",
+                         "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+    assert code == 0
+    assert warm_workers.POOL.taken - taken_before == 2 and len(warm_workers.POOL) == 0
+    assert sorted(e["id"] for e in emulator.recorded_events(EMULATOR_PIXEL_ID)) == \
+        [f"order_{n}" for n in range(6)]
+    report = read_report(tmp_path / "report.json")
+    assert (report["rows_read"], report["events_accepted"], report["reconciled"]) == (6, 6, True)
+    assert "worker: progress (worker " in caplog.text     # worker logs reach the launcher's log
