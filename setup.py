@@ -28,6 +28,7 @@ setuptools.setup(
         "duckdb>=1.0",                 # duckdb:// SQL source
         "psycopg[binary]>=3.1",        # postgresql:// (and Redshift) SQL source
         "orjson>=3.9",                 # JSON of 1,000-event bodies at a fraction of json's cost
+        "msgspec>=0.18",               # the emulator's benchmark mode reads only event ids
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9"],

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
+import msgspec
 
 from transforms.events import MAX_EVENTS_PER_REQUEST
 from transforms.validate import validate_event
@@ -331,9 +331,9 @@ class Emulator:
             return _error(413, too_large), 0, False
 
         try:
-            # orjson in fast mode: parsing 1,000-event bodies would otherwise make the emulator,
-            # which shares the benchmark machine's cores, cost as much as the client it measures.
-            payload = orjson.loads(body) if self.fast else json.loads(body)
+            payload = _decode_keys_only(body) if self.fast else json.loads(body)
+        except msgspec.ValidationError as error:       # fast mode: the decoder names the spot
+            return _error(400, f"Request body does not fit the envelope: {error}"), 0, False
         except ValueError:
             return _error(400, "Request body is not valid JSON"), 0, False
         if not isinstance(payload, dict):
@@ -372,12 +372,9 @@ class Emulator:
     def _check_events(self, events: list) -> _Response | None:
         """The first bad event fails the whole batch (all-or-nothing), naming its index."""
         rejected = self._rejected_ids
-        if self.fast:  # benchmark mode: only what recording needs
+        if self.fast:  # benchmark mode: events are _EventKey, objects by construction
             for index, event in enumerate(events):
-                if type(event) is not dict:
-                    return _error(400, f"events[{index}]: event must be a JSON object",
-                                  index=index, reason="invalid_event")
-                if rejected and event.get("id") in rejected:
+                if rejected and event.id in rejected:
                     return self._rejection(index)
             return None
         now_ms = self._clock_ms()
@@ -395,14 +392,16 @@ class Emulator:
                       index=index, reason="rejected")
 
     def _record(self, pixel_id: str, events: list) -> None:
-        keep_events = not self.fast
         with self._lock:
             recorded = self._recorded
             before = len(recorded)
             for event in events:
-                key = (pixel_id, event.get("type"), event.get("id"))
+                if self.fast:       # an _EventKey: only the dedup key is kept
+                    key, event = (pixel_id, event.type, event.id), None
+                else:
+                    key = (pixel_id, event.get("type"), event.get("id"))
                 if key not in recorded:
-                    recorded[key] = event if keep_events else None
+                    recorded[key] = event
             self._stats["events_received"] += len(events)
             self._stats["duplicates"] += len(events) - (len(recorded) - before)
 
@@ -447,6 +446,35 @@ class Emulator:
         except (TypeError, ValueError) as error:
             return _error(400, str(error))
         return _error(404, f"No admin endpoint {method} {path}")
+
+
+class _EventKey(msgspec.Struct):
+    """What fast mode reads of an event; the decoder skips every other field unbuilt."""
+
+    type: str | None = None
+    id: str | None = None
+
+
+class _KeysOnlyEnvelope(msgspec.Struct):
+    events: list[_EventKey] | msgspec.UnsetType = msgspec.UNSET
+    validate_only: Any = msgspec.UNSET
+    integration_source: Any = msgspec.UNSET
+
+
+_KEYS_ONLY_DECODER = msgspec.json.Decoder(_KeysOnlyEnvelope)
+
+
+def _decode_keys_only(body: bytes) -> dict[str, Any]:
+    """Fast mode's parse: the envelope with each event reduced to its (type, id).
+
+    A full parse of a 1,000-event body builds ~30,000 Python objects (6 ms, then as long to
+    free them); the emulator shares the benchmark machine's cores with the client it measures,
+    so fast mode builds only what recording needs (0.7 ms). The result is a dict shaped like the
+    body, so the envelope rules are checked by the same `_check_envelope`.
+    """
+    envelope = _KEYS_ONLY_DECODER.decode(body)
+    return {name: value for name in _KeysOnlyEnvelope.__struct_fields__
+            if (value := getattr(envelope, name)) is not msgspec.UNSET}
 
 
 def _check_envelope(payload: dict) -> _Response | None:
@@ -582,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay every answer by this many milliseconds")
     parser.add_argument("--fast", action="store_true",
-                        help="benchmark mode: skip per-event validation, keep only dedup keys")
+                        help="benchmark mode: read only each event's type and id (no per-event"
+                             " validation), keep only dedup keys")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     args = parser.parse_args(argv)
 

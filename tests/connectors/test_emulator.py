@@ -375,6 +375,40 @@ def test_fast_mode_records_keys_only_and_skips_event_rules():
         assert unauthorized.status_code == 401
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ({"events": [{"id": "a"}, 7]},
+     "Request body does not fit the envelope: Expected `object`, got `int` - at `$.events[1]`"),
+    ({"events": [{"id": ["a"]}]},
+     "Request body does not fit the envelope: Expected `str | null`, got `array` - at "
+     "`$.events[0].id`"),
+    ([{"id": "a"}], "Request body does not fit the envelope: Expected `object`, got `array`"),
+    ({"event": [{"id": "a"}]}, "Missing required field: events"),
+    ({"events": []}, "Field events must hold 1 to 1000 events"),
+    ({"events": [{"id": "a"}], "validate_only": "yes"}, "Field validate_only must be a boolean"),
+    ({"events": [{"id": "a"}], "integration_source": "bad source"},
+     "Field integration_source must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+])
+def test_fast_mode_still_answers_the_envelope_rules(body, message):
+    with Emulator(api_key=EMULATOR_API_KEY, pixel_id=EMULATOR_PIXEL_ID, fast=True) as emulator:
+        response = post(emulator, body)
+        assert (response.status_code, error_message(response)) == (400, message)
+        assert emulator.recorded_events() == []
+
+
+def test_fast_mode_reads_only_keys_but_honours_rejections_and_validate_only():
+    with Emulator(api_key=EMULATOR_API_KEY, pixel_id=EMULATOR_PIXEL_ID, fast=True) as emulator:
+        emulator.reject_event_ids(["bad"])
+        refused = post_events(emulator, [make_event("ok_1"), make_event("bad")])
+        checked = post(emulator, {"events": [make_event("ok_2")], "validate_only": True})
+        accepted = post_events(emulator, [make_event("ok_1"), {"id": "ok_3", "extra": {"x": [1]}}])
+
+        assert (refused.status_code, refused.json()["error"]["index"]) == (400, 1)
+        assert checked.json() == {"events_received": 1, "validate_only": True}
+        assert accepted.json() == {"events_received": 2, "validate_only": False}
+        assert emulator.recorded_events() == [{"type": "order_created", "id": "ok_1"},
+                                              {"type": None, "id": "ok_3"}]
+
+
 # ----- HTTP behaviour and thread safety --------------------------------------------------------
 
 def test_keep_alive_serves_several_requests_on_one_connection(emulator):
