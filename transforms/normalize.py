@@ -153,14 +153,14 @@ def _city_letters_text(text: str) -> str | None:
     return _letters_only(text) or None
 
 
+@functools.cache
 def _us_states_by_name() -> dict[str, str]:
+    """Built on first use: loading pycountry's subdivisions costs ~60 ms, which every process
+    importing this module (the launcher too) would otherwise pay."""
     states = {}
     for subdivision in pycountry.subdivisions.get(country_code="US"):
         states[_letters_only(subdivision.name)] = subdivision.code.split("-", 1)[1].lower()
     return states
-
-
-_US_STATE_CODE_BY_NAME = _us_states_by_name()
 
 
 def normalize_state_letters(value: Any, country: str | None = None) -> str | None:
@@ -176,7 +176,7 @@ def normalize_state_letters(value: Any, country: str | None = None) -> str | Non
 def _state_letters_text(text: str, us: bool) -> str | None:
     letters = _letters_only(text)
     if us:
-        letters = _US_STATE_CODE_BY_NAME.get(letters, letters)
+        letters = _us_states_by_name().get(letters, letters)
     return letters or None
 
 
