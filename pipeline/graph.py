@@ -2,7 +2,8 @@
 
     rows ──MapToEvents──> event lists ──[DedupeRunWide]──> BatchRequests ──> Deliver ──> accepted
       │                        │                                               │
-      └── unreadable rows ─────┴────────────── dead letters ───────────────────┴──> WriteDeadLetters
+      └─> WriteDeadLetters     └─> WriteDeadLetters                            └─> WriteDeadLetters
+          -unreadable              -mapping                                        -delivery
 """
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ class RunPlan:
 
 
 class SyncToCapi(beam.PTransform):
-    """Reads the configured source and delivers it; returns (accepted counts, dead-letter lines)."""
+    """Reads the configured source and delivers it; returns the accepted counts per request.
+
+    Dead letters go to `<dead-letter prefix>-<step>-NNNNN.jsonl`, one set of files per step that
+    produced them (unreadable, mapping, delivery; replay when re-sending dead letters).
+    """
 
     def __init__(self, run: RunPlan):
         super().__init__()
@@ -43,16 +48,17 @@ class SyncToCapi(beam.PTransform):
                         | "ReadDeadLetters" >> _read_dead_letters(opts)
                         | "ReplayEvents" >> beam.ParDo(steps.ReplayDeadLetters())
                         .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
-            event_lists, dead_letter_sets = replayed.events, [replayed[steps.DEAD_LETTERS]]
+            event_lists, dead_letters = replayed.events, {"replay": replayed[steps.DEAD_LETTERS]}
         else:
             chunks, unreadable = _read_rows(pbegin, run)
-            if unreadable is not None:
-                unreadable = unreadable | "CountUnreadableRows" >> beam.ParDo(steps.CountUnreadableRows())
             mapped = (chunks
                       | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
                           run.mapping_plan, run.filter_since_ms, opts.progress_seconds))
                       .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
-            event_lists, dead_letter_sets = mapped.events, [unreadable, mapped[steps.DEAD_LETTERS]]
+            event_lists, dead_letters = mapped.events, {"mapping": mapped[steps.DEAD_LETTERS]}
+            if unreadable is not None:
+                dead_letters["unreadable"] = (
+                    unreadable | "CountUnreadableRows" >> beam.ParDo(steps.CountUnreadableRows()))
 
         if opts.dedupe:
             event_lists = event_lists | "DedupeRunWide" >> steps.DedupeRunWide()
@@ -63,13 +69,13 @@ class SyncToCapi(beam.PTransform):
                      .with_outputs(DeliverBatches.DEAD_LETTERS, main="accepted"))
         accepted = delivered.accepted | "CountAccepted" >> beam.ParDo(
             steps.CountAccepted(opts.progress_seconds))
-        dead_letters = (
-            (*[d for d in dead_letter_sets if d is not None], delivered[DeliverBatches.DEAD_LETTERS])
-            | "CollectDeadLetters" >> beam.Flatten()
-            | "AccountDeadLetters" >> beam.ParDo(steps.AccountDeadLetter())
-            | "WriteDeadLetters" >> beam.io.WriteToText(
-                run.dead_letter_prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS"))
-        return accepted, dead_letters
+        dead_letters["delivery"] = delivered[DeliverBatches.DEAD_LETTERS]
+        # One writer per step, not a Flatten into one: DirectRunner materializes a Flatten's
+        # inputs in the launcher, which held every dead letter in its memory until the end.
+        for step, records in dead_letters.items():
+            _ = records | f"WriteDeadLetters-{step}" >> steps.WriteDeadLetters(
+                f"{run.dead_letter_prefix}-{step}")
+        return accepted
 
 
 def _sink(opts: CapiSyncOptions) -> DeliverBatches:

@@ -12,17 +12,19 @@ import logging
 import re
 
 WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
+FILE_SINK_LOGGER = "apache_beam.io.filebasedsink"
 _MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _LOCATION = re.compile(r'log_location: "((?:[^"\\]|\\.)*)"')
 _OUR_PACKAGES = ("/pipeline/", "/transforms/", "/connectors/")
-_HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args")
+_HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args",
+             "No shards found to finalize")   # a step without dead letters writes no file
 
 
 class WorkerLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if not text.startswith("Worker: "):
-            return True
+            return not any(noise in text for noise in _HARMLESS)
         message = _MESSAGE.search(text)
         location = _LOCATION.search(text)
         if message is None:
@@ -42,3 +44,4 @@ def configure_console_logging() -> None:
     worker = logging.getLogger(WORKER_LOGGER)
     worker.setLevel(logging.INFO)            # lets our workers' progress lines through
     worker.addFilter(WorkerLogFilter())
+    logging.getLogger(FILE_SINK_LOGGER).addFilter(WorkerLogFilter())   # the same, run in-process

@@ -202,6 +202,25 @@ class CountUnreadableRows(beam.DoFn):
         yield record
 
 
+class WriteDeadLetters(beam.PTransform):
+    """DeadLetters -> counted by reason, written as JSON lines to `<prefix>-NNNNN.jsonl`.
+
+    Beam's text sink: each worker writes the records of its bundles to temporary files, renamed
+    into place once the run succeeds; nothing is written when there are no dead letters.
+    """
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self._prefix = prefix
+
+    def expand(self, records):
+        return (records
+                | "AccountDeadLetters" >> beam.ParDo(AccountDeadLetter())
+                | "WriteJsonLines" >> beam.io.WriteToText(
+                    self._prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS",
+                    skip_if_empty=True))
+
+
 class AccountDeadLetter(beam.DoFn):
     """Counts each dead letter by reason (the report's source of truth) and encodes it."""
 

@@ -57,6 +57,16 @@ def read_dead_letters(prefix_dir: pathlib.Path) -> list[dict]:
     return records
 
 
+def read_dead_letters_by_step(prefix_dir: pathlib.Path, prefix: str = "dead") -> dict[str, list[dict]]:
+    """{step: records} from `<prefix>-<step>-NNNNN.jsonl` (unreadable, mapping, delivery, replay)."""
+    by_step: dict[str, list[dict]] = {}
+    for path in sorted(prefix_dir.glob(f"{prefix}-*.jsonl")):
+        step = path.name[len(prefix) + 1:].rsplit("-", 1)[0]
+        by_step.setdefault(step, []).extend(
+            json.loads(line) for line in path.read_text().splitlines() if line)
+    return by_step
+
+
 def read_report(path: pathlib.Path) -> dict:
     return json.loads(path.read_text())
 

@@ -35,6 +35,7 @@ from tests.pipeline.builders import (
     ca_row,
     parquet_event_ids,
     read_dead_letters,
+    read_dead_letters_by_step,
     read_report,
     write_csv,
     write_jsonl,
@@ -119,8 +120,7 @@ def test_transient_faults_at_scale_deliver_every_row_exactly_once(emulator, expo
         "connection_error": stats["by_status"][NO_RESPONSE]}
     assert report["requests"] == stats["requests"] - 1               # all but the preflight
     assert report["retries"] == report["requests"] - data_200s       # one 200 per batch
-    assert [path.name for path in tmp_path.glob("dead*")] == ["dead-00000.jsonl"]
-    assert read_dead_letters(tmp_path) == []
+    assert list(tmp_path.glob("dead*")) == []       # no dead letters: no dead-letter file
 
 
 # -- 2. events the API refuses -----------------------------------------------------------------
@@ -145,6 +145,7 @@ def test_events_the_api_refuses_are_isolated_and_dead_lettered(emulator, tmp_pat
         (event_id, "rejected_by_api", f"events[0]: rejected: {message}", f"{export}#row={row}")
         for event_id, row in refused.items())
     assert all(letter["event"]["id"] == letter["event_id"] for letter in letters)   # replayable
+    assert list(read_dead_letters_by_step(tmp_path / "out")) == ["delivery"]
     report = read_report(tmp_path / "out" / "report.json")
     assert_reconciled(report, rows=3_000, accepted=2_995, dead_letter_reasons={"rejected_by_api": 5})
     assert report["http_statuses"]["400"] >= 5
@@ -437,6 +438,16 @@ def test_bad_rows_at_scale_become_dead_letters_and_good_rows_are_delivered(emula
     assert expected_bad[f"{jsonl}#row=2320"] == (
         "mapping_error", f"line 2320 of {jsonl} is not valid JSON: Expecting property name "
                          "enclosed in double quotes (column 2)", None)
+    # Each step writes its own files, in the workers (no record passes through the launcher).
+    by_step = read_dead_letters_by_step(tmp_path / "out")
+    unreadable = by_step["unreadable"]
+    assert len(unreadable) == 22 and all(
+        letter["reason"] == "mapping_error" and letter["event"] is None
+        and letter["source"].split("#")[0] in letter["detail"] for letter in unreadable)
+    assert sorted((letter["reason"], letter["detail"][:37]) for letter in by_step["delivery"]) == \
+        [("mapping_error", "event is not valid JSON: str is not v")] * 2
+    assert len(by_step["mapping"]) == 105 - 22 - 2 and set(by_step) == {
+        "unreadable", "mapping", "delivery"}
     report = read_report(tmp_path / "out" / "report.json")
     assert_reconciled(report, rows=5_000 + 105, accepted=5_000, dead_letter_reasons={
         "invalid_amount": 8 + 6 + 6, "invalid_currency": 2 + 2, "invalid_custom_event_name": 2,

@@ -28,6 +28,8 @@ def test_our_worker_lines_become_plain_lines():
      logging.WARNING),
     (worker_line("Discarding unparseable args: [\\'--pixel_id=px\\']", "/apache_beam/options.py:5", "WARN"),
      logging.WARNING),
+    (worker_line("No shards found to finalize. num_shards: 0, skipped: 0",
+                 "/apache_beam/io/filebasedsink.py:454", "WARN"), logging.WARNING),
 ])
 def test_beam_chatter_is_dropped(text, level):
     assert WorkerLogFilter().filter(record(text, level)) is False
@@ -43,3 +45,13 @@ def test_other_warnings_from_workers_are_kept():
 def test_launcher_records_pass_untouched():
     rec = logging.LogRecord("x", logging.INFO, __file__, 1, "preflight ok", (), None)
     assert WorkerLogFilter().filter(rec) is True and rec.getMessage() == "preflight ok"
+
+
+def test_the_same_chatter_is_dropped_when_beam_runs_in_process():
+    empty = logging.LogRecord("apache_beam.io.filebasedsink", logging.WARNING, __file__, 1,
+                              "No shards found to finalize. num_shards: %d, skipped: %d", (0, 0),
+                              None)
+    renamed = logging.LogRecord("apache_beam.io.filebasedsink", logging.WARNING, __file__, 1,
+                                "Deleting %d existing files", (1,), None)
+    assert WorkerLogFilter().filter(empty) is False
+    assert WorkerLogFilter().filter(renamed) is True
