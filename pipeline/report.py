@@ -80,8 +80,12 @@ def format_summary(report: Mapping[str, Any]) -> str:
                else "NOT RECONCILED: rows read != accepted + dead-lettered + skipped")
     rule = "-" * (width + 14)
     footer = [verdict]
+    files = dict(report)
+    if files.get("dead_letter_prefix") is not None:     # one set of files per step, if any
+        files["dead_letter_prefix"] = (f"{files['dead_letter_prefix']}-*.jsonl"
+                                       if report["events_dead_lettered"] else "none")
     for key, label in (("duration_s", "duration (s)"), ("rows_per_s", "rows/s"),
                        ("dead_letter_prefix", "dead letters"), ("report_path", "report")):
-        if report.get(key) is not None:
-            footer.append(f"{label}: {report[key]}")
+        if files.get(key) is not None:
+            footer.append(f"{label}: {files[key]}")
     return "\n".join([rule, *table, rule, *footer])

@@ -33,3 +33,13 @@ def test_summary_lists_every_reason_with_its_count():
     assert "events accepted" in summary and "           6" in summary
     assert "  missing_id" in summary
     assert "reconciled: rows read = accepted + dead-lettered + skipped" in summary
+
+
+def test_summary_points_at_the_dead_letter_files_or_says_there_are_none():
+    with_letters = format_summary(build_report(counters(), dead_letter_prefix="dead/run/dead"))
+    clean = format_summary(build_report(counters(**{"dead_lettered.missing_id": 0,
+                                                    "dead_lettered.rejected_by_api": 0,
+                                                    "rows_read": 7}),
+                                        dead_letter_prefix="dead/run/dead"))
+    assert "dead letters: dead/run/dead-*.jsonl" in with_letters.splitlines()
+    assert "dead letters: none" in clean.splitlines()
