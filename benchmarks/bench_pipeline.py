@@ -59,6 +59,17 @@ DEFAULT_CACHE = pathlib.Path(os.environ.get(
 
 # -- data ---------------------------------------------------------------------------------------
 
+def _compile_project() -> None:
+    """Byte-compiles the project's packages once, as `pip install` does for an installed package.
+
+    From an editable checkout in an environment with PYTHONDONTWRITEBYTECODE set, every process
+    (each contender's launcher and workers) would otherwise compile them again at start.
+    """
+    import compileall
+    for package in ("pipeline", "transforms", "connectors", "benchmarks"):
+        compileall.compile_dir(str(REPO / package), quiet=1)
+
+
 def _generate_part(path: str, rows: int, seed: int, bad_fraction: float) -> str:
     from benchmarks.generate_rows import write_parquet
     tmp = path + ".tmp"
@@ -316,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     latencies = [float(value) for value in args.latency_ms.split(",") if value.strip()]
 
     patterns = {rows: dataset(args.cache_dir, rows, args.bad_fraction) for rows in sizes}
+    _compile_project()
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="capi-sync-bench-"))
     emulator = EmulatorProcess()
     print(f"emulator (--fast) at {emulator.url}, pid {emulator.process.pid}; "
