@@ -6,10 +6,11 @@
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 
-from pipeline.logs import configure_console_logging
+from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
@@ -77,7 +78,8 @@ def _run(argv: list[str]) -> int:
     from pipeline import run as runner
     from pipeline.report import format_summary
     try:
-        outcome = runner.run(argv)
+        with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
+            outcome = runner.run(argv)
     except ConfigError as exc:
         print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
         return runner.EXIT_CONFIG

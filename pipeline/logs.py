@@ -20,6 +20,11 @@ _HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args"
              "No shards found to finalize")   # a step without dead letters writes no file
 
 
+# A refused key stops the run: the client logs one line, the command line prints the cause, and
+# Beam would add a traceback per bundle that was running (hundreds of lines).
+_RESTATED_AUTH_ERROR = "AuthenticationError: Authentication failed"
+
+
 class WorkerLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -33,6 +38,8 @@ class WorkerLogFilter(logging.Filter):
         ours = location is not None and any(p in location.group(1) for p in _OUR_PACKAGES)
         if any(noise in body for noise in _HARMLESS) or (not ours and record.levelno < logging.WARNING):
             return False
+        if not ours and _RESTATED_AUTH_ERROR in body:
+            return False    # Beam's tracebacks of it: the client logged it, the CLI prints it
         record.msg, record.args = "worker: %s", (body,)
         return True
 
@@ -45,3 +52,39 @@ def configure_console_logging() -> None:
     worker.setLevel(logging.INFO)            # lets our workers' progress lines through
     worker.addFilter(WorkerLogFilter())
     logging.getLogger(FILE_SINK_LOGGER).addFilter(WorkerLogFilter())   # the same, run in-process
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, BeamAuthErrorFilter) for f in handler.filters):
+            handler.addFilter(BeamAuthErrorFilter())
+
+
+class BeamAuthErrorFilter(logging.Filter):
+    """Drops Beam's own records of a refused key (a traceback each) when it runs in-process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("apache_beam.") and not str(record.msg).startswith(
+            "worker: ") and "Authentication failed (401)" in record.getMessage())
+
+
+class WithoutAuthTracebacks:
+    """A text stream that drops the tracebacks Beam's SDK harness prints for a refused key.
+
+    The harness prints each failed bundle's traceback straight to stderr (sdk_worker._execute),
+    besides logging it; a refused key fails every running bundle at once, so the one line that
+    matters (printed by the command line) followed hundreds of traceback lines.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        # print() writes the text, then its "\n" separately: both go
+        dropped, self._dropped = self._dropped, False
+        if (text.startswith("Traceback") and _RESTATED_AUTH_ERROR in text) or \
+                (dropped and text == "\n"):
+            self._dropped = text != "\n"
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)

@@ -115,6 +115,7 @@ def _serve() -> int:
         import connectors.sources  # noqa: F401
         import pipeline.steps  # noqa: F401
         import transforms.columnar  # noqa: F401
+        from pipeline.logs import WithoutAuthTracebacks
 
         line = sys.stdin.buffer.readline()
     except KeyboardInterrupt:      # Ctrl-C reaches the whole process group: leave quietly
@@ -122,6 +123,7 @@ def _serve() -> int:
     if not line:
         return 0
     os.environ.update(json.loads(line))
+    sys.stderr = WithoutAuthTracebacks(sys.stderr)    # the launcher prints the cause once
     sdk_worker_main.main(sys.argv)
     gc.freeze()     # the runner waits for this exit: skip the shutdown collection (see cli.entry)
     return 0

@@ -203,6 +203,7 @@ def test_a_key_refused_at_delivery_stops_the_run_within_two_requests(
     out, err = capsys.readouterr()
     assert "rows read" not in out                   # no summary: the run did not finish
     assert "Authentication failed (401): the key was revoked" in err
+    assert "Traceback" not in err + caplog.text     # Beam's tracebacks of it are dropped
     assert REVOKED_KEY not in out + err + caplog.text
 
 

@@ -1,8 +1,9 @@
+import io
 import logging
 
 import pytest
 
-from pipeline.logs import WorkerLogFilter
+from pipeline.logs import BeamAuthErrorFilter, WithoutAuthTracebacks, WorkerLogFilter
 
 
 def record(text: str, level: int = logging.INFO) -> logging.LogRecord:
@@ -55,3 +56,30 @@ def test_the_same_chatter_is_dropped_when_beam_runs_in_process():
                                 "Deleting %d existing files", (1,), None)
     assert WorkerLogFilter().filter(empty) is False
     assert WorkerLogFilter().filter(renamed) is True
+
+
+AUTH_TRACEBACK = ("Traceback (most recent call last):\n  File \"sink.py\", line 143\n"
+                  "connectors.capi_client.AuthenticationError: Authentication failed (401): revoked")
+
+
+def test_stderr_loses_beams_tracebacks_of_a_refused_key_and_nothing_else():
+    sink = io.StringIO()
+    stream = WithoutAuthTracebacks(sink)
+    print(AUTH_TRACEBACK, file=stream)
+    print("Traceback (most recent call last):\nValueError: other", file=stream)
+    print("capi-sync: run stopped: Authentication failed (401): revoked", file=stream)
+    assert sink.getvalue() == ("Traceback (most recent call last):\nValueError: other\n"
+                               "capi-sync: run stopped: Authentication failed (401): revoked\n")
+
+
+@pytest.mark.parametrize("name, message, kept", [
+    ("apache_beam.runners.worker.sdk_worker", "Authentication failed (401): revoked [while running "
+     "'Deliver']", False),
+    ("connectors.capi_client", "Authentication failed (401): revoked", True),
+    ("apache_beam.runners.portability.local_job_service", "worker: Authentication failed (401): x",
+     True),
+    ("apache_beam.runners.worker.sdk_worker", "Error processing instruction 3", True),
+])
+def test_beams_in_process_records_of_a_refused_key_are_dropped(name, message, kept):
+    rec = logging.LogRecord(name, logging.ERROR, __file__, 1, message, (), None)
+    assert BeamAuthErrorFilter().filter(rec) is kept

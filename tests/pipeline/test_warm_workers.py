@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.portability import python_urns
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
+from connectors.emulator import Emulator
 from pipeline import cli, warm_handler, warm_workers
 from pipeline.run import apply_runner_defaults
 from pipeline.warm_workers import WarmWorkerPool, default_worker_count, planned_worker_processes
@@ -116,3 +117,22 @@ def test_a_multi_process_run_uses_the_warm_workers_and_relays_their_logs(
     report = read_report(tmp_path / "report.json")
     assert (report["rows_read"], report["events_accepted"], report["reconciled"]) == (6, 6, True)
     assert "worker: progress (worker " in caplog.text     # worker logs reach the launcher's log
+
+
+def test_a_key_refused_mid_run_prints_its_cause_once_and_no_worker_traceback(
+        tmp_path, monkeypatch, capfd):
+    revoked = "sk-svcacct-revoked-5e1d"
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", revoked)
+    export = write_parquet(tmp_path / "export.parquet",
+                           [ca_row(f"order_{n}") for n in range(6)], row_group_size=2)
+    with Emulator(api_key=EMULATOR_API_KEY, pixel_id=EMULATOR_PIXEL_ID,
+                  revoked_keys=[revoked]) as emulator:
+        code = cli.main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
+                         "--endpoint", emulator.url, "--skip-preflight", "--batch-size", "1",
+                         "--dead-letter", str(tmp_path / "dead" / "dead"),
+                         "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+    err = capfd.readouterr().err           # the launcher's and its worker processes' stderr
+    assert code == 3
+    assert "Traceback" not in err
+    assert err.count("capi-sync: run stopped: Authentication failed (401): the key was revoked") == 1
+    assert revoked not in err
