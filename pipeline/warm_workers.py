@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 
+LOG = logging.getLogger(__name__)
 DIRECT_RUNNERS = ("DirectRunner", "direct")
 MAX_DEFAULT_WORKERS = 8
 
@@ -67,8 +69,15 @@ class WarmWorkerPool:
         self.taken = 0
 
     def start(self, count: int) -> None:
+        """Starts `count` waiting processes; if the system refuses one, the runner spawns the
+        rest itself (a warm worker only saves time)."""
         for _ in range(count):
-            process = subprocess.Popen(self._command, stdin=subprocess.PIPE)
+            try:
+                process = subprocess.Popen(self._command, stdin=subprocess.PIPE)
+            except OSError as error:
+                LOG.warning("could not start a worker process ahead of the run (%s); "
+                            "DirectRunner starts its own", error)
+                return
             with self._lock:
                 self._waiting.append(process)
 

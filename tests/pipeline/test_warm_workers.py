@@ -77,6 +77,14 @@ def test_dead_processes_are_skipped_and_unused_ones_stopped_at_close():
     assert [p.poll() for p in processes] == [-9, -9] and len(waiting) == 0
 
 
+def test_a_process_the_system_refuses_leaves_the_workers_to_the_runner(tmp_path, caplog):
+    pool = WarmWorkerPool([str(tmp_path / "no-such-python")])
+    with caplog.at_level(logging.WARNING):
+        pool.start(2)
+    assert (len(pool), pool.take()) == (0, None)
+    assert "could not start a worker process ahead of the run" in caplog.text
+
+
 def test_a_worker_whose_launcher_is_gone_exits_on_its_own():
     worker = subprocess.Popen([sys.executable, "-m", "pipeline.warm_workers"],
                               stdin=subprocess.PIPE)
