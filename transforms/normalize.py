@@ -30,10 +30,9 @@ MAX_CITY_LENGTH = 128
 MAX_POSTAL_CODE_LENGTH = 32
 
 
-def as_text(value: Any) -> str | None:
-    """The text of a scalar source value: 94105 -> '94105', 94105.0 -> '94105'; lists/objects -> None."""
-    if isinstance(value, str):
-        return value
+def number_text(value: Any) -> str | None:
+    """How a number reads as text: 94105 -> '94105', 94105.0 -> '94105', 19.99 -> '19.99';
+    NaN, infinities, booleans and non-numbers -> None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -46,6 +45,15 @@ def as_text(value: Any) -> str | None:
         if not value.is_finite():
             return None
         return str(int(value)) if value == value.to_integral_value() else str(value)
+    return None
+
+
+def as_text(value: Any) -> str | None:
+    """The text of a scalar source value: 94105 -> '94105', 94105.0 -> '94105'; lists/objects -> None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float, Decimal)):
+        return number_text(value)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")

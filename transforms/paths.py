@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
+
+from transforms.normalize import number_text
 
 EACH = "X"
 
@@ -228,17 +229,7 @@ def template_text(value: Any) -> str | None:
         return value or None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            return None
-        return str(int(value)) if value == value.to_integral_value() else str(value)
-    return None
+    return number_text(value)
 
 
 class Template:
