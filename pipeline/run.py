@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import os
 import time
+from concurrent import futures
 from typing import Any
 
 import apache_beam as beam
@@ -96,10 +97,12 @@ def preflight(opts: CapiSyncOptions) -> None:
 def run(argv: list[str]) -> RunOutcome:
     options, plan = plan_run(argv)
     opts = plan.options
-    preflight(opts)
-    started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-    pipeline = beam.Pipeline(options=options)
-    _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
+    with futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as executor:
+        key_checked = executor.submit(preflight, opts)   # one API round trip, while Beam plans
+        started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+        pipeline = beam.Pipeline(options=options)
+        _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
+        key_checked.result()             # a refused key stops the run here, before any read
     with warm_handler.serving(POOL):
         result = pipeline.run()
         result.wait_until_finish()
