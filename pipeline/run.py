@@ -20,7 +20,12 @@ from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
 from pipeline.options import CapiSyncOptions, validate_options
-from pipeline.warm_workers import POOL, default_worker_count
+from pipeline.warm_workers import (
+    DIRECT_RUNNERS,
+    POOL,
+    default_running_mode,
+    default_worker_count,
+)
 from transforms import reasons
 from transforms.events import MAX_AGE_MS
 
@@ -44,13 +49,13 @@ def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "DirectRunner"
-    if standard.runner not in ("DirectRunner", "direct"):
+    if standard.runner not in DIRECT_RUNNERS:
         return
     direct = options.view_as(DirectOptions)
     if "direct_num_workers" not in chosen:
         direct.direct_num_workers = default_worker_count()
-    if "direct_running_mode" not in chosen and direct.direct_num_workers > 1:
-        direct.direct_running_mode = "multi_processing"
+    if "direct_running_mode" not in chosen:
+        direct.direct_running_mode = default_running_mode(direct.direct_num_workers)
 
 
 def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineOptions, RunPlan]:

@@ -36,6 +36,11 @@ def default_worker_count() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
+def default_running_mode(workers: int) -> str:
+    """DirectRunner's running mode when the user chose none: a process per worker."""
+    return "multi_processing" if workers > 1 else "in_memory"
+
+
 def planned_worker_processes(argv: Sequence[str]) -> int:
     """How many worker processes DirectRunner will spawn for this command line (0: none).
 
@@ -55,7 +60,7 @@ def planned_worker_processes(argv: Sequence[str]) -> int:
         return 0
     if known.runner not in (None, *DIRECT_RUNNERS) or workers < 1:
         return 0
-    mode = known.direct_running_mode or ("multi_processing" if workers > 1 else "in_memory")
+    mode = known.direct_running_mode or default_running_mode(workers)
     return workers if mode == "multi_processing" else 0
 
 
