@@ -16,26 +16,6 @@ from transforms.errors import CapiSyncError, ConfigError
 USAGE_HINT = "Run `capi-sync --help` for the options."
 
 
-def _auth_error_message(exc: BaseException) -> str | None:
-    """The sink's AuthenticationError text, when a worker stopped the run with one.
-
-    Beam re-raises worker failures wrapped in its own exceptions; the message we wrote is kept
-    inside, so we show that line instead of a worker traceback.
-    """
-    from connectors.capi_client import AuthenticationError
-
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, AuthenticationError):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    marker = "Authentication failed"
-    if marker in text:
-        return text[text.index(marker):].splitlines()[0]
-    return None
-
-
 def _help_text() -> str:
     import argparse
 
@@ -75,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    from connectors.capi_client import AuthenticationError
     from pipeline import run as runner
     from pipeline.report import format_summary
     try:
@@ -83,15 +64,15 @@ def _run(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
         return runner.EXIT_CONFIG
+    except runner.RunStopped as exc:
+        print(f"capi-sync: run stopped: {exc}", file=sys.stderr)
+        return runner.EXIT_AUTH
+    except AuthenticationError as exc:   # the preflight's refused key, before any read
+        print(f"capi-sync: {exc}", file=sys.stderr)
+        return runner.EXIT_AUTH
     except CapiSyncError as exc:
         print(f"capi-sync: {exc}", file=sys.stderr)
-        return runner.EXIT_AUTH if _auth_error_message(exc) else runner.EXIT_CONFIG
-    except Exception as exc:  # a worker failure surfaces as a Beam exception
-        message = _auth_error_message(exc)
-        if message is None:
-            raise
-        print(f"capi-sync: run stopped: {message}", file=sys.stderr)
-        return runner.EXIT_AUTH
+        return runner.EXIT_CONFIG
     print(format_summary(outcome.report))
     return outcome.exit_code
 

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import time
 from concurrent import futures
 from typing import Any
@@ -27,6 +28,7 @@ from pipeline.warm_workers import (
     default_worker_count,
 )
 from transforms import reasons
+from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +37,34 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+
+
+class RunStopped(CapiSyncError):
+    """A worker stopped the run because the API refused the key; the message is the cause."""
+
+
+_BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
+
+
+def refused_key_message(exc: BaseException) -> str | None:
+    """The sink's AuthenticationError text, when a worker stopped the run with one.
+
+    A worker in the launcher re-raises it with Beam's "[while running '<step>']" added; one in
+    another process comes back as Beam's RuntimeError around the worker's traceback, which
+    holds the message we wrote. Either way, the cause is our one line.
+    """
+    from connectors.capi_client import AuthenticationError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError):
+            return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    marker = "Authentication failed"
+    if marker in text:
+        return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +86,11 @@ def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
         direct.direct_num_workers = default_worker_count()
     if "direct_running_mode" not in chosen:
         direct.direct_running_mode = default_running_mode(direct.direct_num_workers)
+
+
+def direct_workers(options: PipelineOptions) -> int:
+    """DirectRunner's worker count once apply_runner_defaults ran (0 means one per core)."""
+    return options.view_as(DirectOptions).direct_num_workers or os.cpu_count() or 1
 
 
 def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineOptions, RunPlan]:
@@ -108,9 +143,15 @@ def run(argv: list[str]) -> RunOutcome:
         pipeline = beam.Pipeline(options=options)
         _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
         key_checked.result()             # a refused key stops the run here, before any read
-    with warm_handler.serving(POOL):
-        result = pipeline.run()
-        result.wait_until_finish()
+    try:
+        with warm_handler.serving(POOL, direct_workers(options)):
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as exc:
+        message = refused_key_message(exc)
+        if message is None:
+            raise
+        raise RunStopped(message) from None
     duration = time.monotonic() - started
     counters = run_report.counters_from_result(result)
     report = run_report.build_report(

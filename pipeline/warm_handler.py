@@ -1,16 +1,26 @@
-"""Beam's side of `pipeline.warm_workers`: the runner takes a waiting process for each worker.
+"""Beam's side of `pipeline.warm_workers`: where DirectRunner's multi_processing workers run.
 
-`serving(pool)` registers, for the length of one run, a handler for DirectRunner's subprocess
-environment that does what Beam's `SubprocessSdkWorkerHandler` does (logging server, control
-address, pipeline options, worker id) except that it hands these to a process from the pool
-instead of spawning `python -m apache_beam.runners.worker.sdk_worker_main`. With the pool empty
-it is Beam's handler unchanged.
+`serving(pool, workers)` registers, for the length of one run, a handler factory for
+DirectRunner's subprocess environment:
+
+- the first `workers - 1` workers are processes from the pool: the handler does what Beam's
+  `SubprocessSdkWorkerHandler` does (logging server, control address, pipeline options, worker
+  id) except that it hands these to a waiting process instead of spawning
+  `python -m apache_beam.runners.worker.sdk_worker_main` (with the pool empty it is Beam's
+  handler unchanged);
+- the last one runs in this process, as Beam's own in_memory mode runs its workers
+  (`EmbeddedWorkerHandler`: bundles run on a runner thread, data passes in memory). While the
+  workers work the launcher only waits on them, so it takes a share of the bundles instead of
+  leaving a core to a process that first spends ~1 s of it importing Beam.
+
+The runner splits each stage's input evenly over the workers, whatever handler each one has.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 from apache_beam.portability import python_urns
@@ -20,7 +30,7 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.utils import thread_pool_executor
 from google.protobuf import json_format, text_format
 
-from pipeline.warm_workers import WarmWorkerPool, hand_over
+from pipeline.warm_workers import WarmWorkerPool, hand_over, launcher_runs_a_worker
 
 _GRPC_OPTIONS = [("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)]
 
@@ -79,16 +89,36 @@ def _handler_class(pool: WarmWorkerPool) -> type:
     return WarmSubprocessSdkWorkerHandler
 
 
+def _handler_factory(pool: WarmWorkerPool, workers: int) -> Callable[..., Any]:
+    """WorkerHandler.create's constructor for the subprocess environment, for one run."""
+    warm = _handler_class(pool)
+    in_launcher = launcher_runs_a_worker(workers)
+    created = 0
+
+    def create(payload: bytes, state, provision_info, grpc_server):
+        nonlocal created
+        created += 1
+        # The last one, never the first: the runner gives every worker the bundle descriptor
+        # built for the first one, whose data address must be a real (gRPC) one.
+        manager = getattr(getattr(grpc_server, "control_handler", None), "_worker_manager", None)
+        if in_launcher and created == workers and manager is not None:
+            return worker_handlers.EmbeddedWorkerHandler(None, state, provision_info, manager)
+        return warm(payload, state, provision_info, grpc_server)
+
+    return create
+
+
 @contextlib.contextmanager
-def serving(pool: WarmWorkerPool) -> Iterator[None]:
-    """Within the block, DirectRunner's subprocess workers come from `pool` while it lasts."""
-    if not len(pool):
+def serving(pool: WarmWorkerPool, workers: int) -> Iterator[None]:
+    """Within the block, DirectRunner's `workers` subprocess-environment workers are the
+    pool's processes and, with two or more, the launcher itself."""
+    if not len(pool) and not launcher_runs_a_worker(workers):
         yield
         return
     registry = worker_handlers.WorkerHandler._registered_environments
     urn = python_urns.SUBPROCESS_SDK
     original = registry[urn]
-    worker_handlers.WorkerHandler.register_environment(urn, bytes)(_handler_class(pool))
+    worker_handlers.WorkerHandler.register_environment(urn, bytes)(_handler_factory(pool, workers))
     try:
         yield
     finally:

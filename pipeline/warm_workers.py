@@ -7,7 +7,9 @@ command line instead starts its workers first (`WarmWorkerPool.start`): each imp
 harness and our transforms while the launcher does the same on the other core, then waits on
 its stdin for the four addresses Beam would have passed it in the environment. When the runner
 asks for a worker (`pipeline.warm_handler`), it gets a waiting process instead of a new one.
-Nothing else changes: same harness, same gRPC protocol, one process per worker.
+Nothing else changes: same harness, same gRPC protocol, one process per worker. With two or more
+workers the last one runs in the launcher itself (see `launcher_runs_a_worker`), so N workers
+need N - 1 waiting processes.
 
 A waiting process that reads end-of-file (its launcher died) exits 0; the ones a finished or
 failed run did not use are stopped by `WarmWorkerPool.close`.
@@ -42,7 +44,8 @@ def default_running_mode(workers: int) -> str:
 
 
 def planned_worker_processes(argv: Sequence[str]) -> int:
-    """How many worker processes DirectRunner will spawn for this command line (0: none).
+    """How many worker processes to start for this command line (0: none): DirectRunner's
+    multi_processing workers but the one the launcher runs.
 
     Reads only --runner, --direct_num_workers and --direct_running_mode, the way
     `pipeline.run.apply_runner_defaults` completes them; anything it cannot read means 0 (Beam's
@@ -61,7 +64,15 @@ def planned_worker_processes(argv: Sequence[str]) -> int:
     if known.runner not in (None, *DIRECT_RUNNERS) or workers < 1:
         return 0
     mode = known.direct_running_mode or default_running_mode(workers)
-    return workers if mode == "multi_processing" else 0
+    if mode != "multi_processing":
+        return 0
+    return workers - 1 if launcher_runs_a_worker(workers) else workers
+
+
+def launcher_runs_a_worker(workers: int) -> bool:
+    """With two or more workers, one runs in the launcher (`pipeline.warm_handler`): the
+    launcher only waits while the workers work, and one process fewer imports Beam."""
+    return workers > 1
 
 
 class WarmWorkerPool:

@@ -1,4 +1,5 @@
-"""Worker processes started before Beam is imported: who gets them, their end, a real run."""
+"""Worker processes started before Beam is imported, the worker the launcher runs: who gets
+them, their end, a real run."""
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,13 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
 from connectors.emulator import Emulator
 from pipeline import cli, warm_handler, warm_workers
-from pipeline.run import apply_runner_defaults
-from pipeline.warm_workers import WarmWorkerPool, default_worker_count, planned_worker_processes
+from pipeline.run import apply_runner_defaults, direct_workers
+from pipeline.warm_workers import (
+    WarmWorkerPool,
+    default_worker_count,
+    launcher_runs_a_worker,
+    planned_worker_processes,
+)
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import ca_row, read_report, write_parquet
 
@@ -23,32 +29,38 @@ CORES = os.cpu_count() or 1
 WAITS_FOR_INPUT = [sys.executable, "-c", "import sys; sys.exit(len(sys.stdin.read()))"]
 
 
-def direct_processes_beam_would_spawn(argv: list[str]) -> int:
+def direct_subprocess_workers(argv: list[str]) -> int:
+    """The multi_processing workers Beam's own parsing gives (after our defaults); 0: none."""
     options = PipelineOptions(argv)
     apply_runner_defaults(options, argv)
-    direct = options.view_as(DirectOptions)
     if options.view_as(DirectOptions).direct_running_mode != "multi_processing" or \
             options.get_all_options()["runner"] not in ("DirectRunner", "direct"):
         return 0
-    return direct.direct_num_workers or CORES
+    return direct_workers(options)
 
 
-@pytest.mark.parametrize("argv, expected", [
-    ([], default_worker_count() if default_worker_count() > 1 else 0),
-    (["--runner", "DirectRunner"], default_worker_count() if default_worker_count() > 1 else 0),
-    (["--runner=direct", "--direct_num_workers=3"], 3),
-    (["--direct_num_workers", "1"], 0),                       # in_memory: no process at all
-    (["--direct_num_workers", "1", "--direct_running_mode", "multi_processing"], 1),
-    (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"], CORES),
-    (["--direct_running_mode", "multi_threading"], 0),
-    (["--direct_running_mode=in_memory", "--direct_num_workers=4"], 0),
-    (["--runner", "DataflowRunner", "--project", "p"], 0),
-    (["--input", "x.parquet", "--direct_num_workers", "two"], 0),   # Beam will name the mistake
+DEFAULT_WORKERS = default_worker_count()
+
+
+@pytest.mark.parametrize("argv, workers, processes", [
+    ([], DEFAULT_WORKERS if DEFAULT_WORKERS > 1 else 0, max(0, DEFAULT_WORKERS - 1)),
+    (["--runner", "DirectRunner"], DEFAULT_WORKERS if DEFAULT_WORKERS > 1 else 0,
+     max(0, DEFAULT_WORKERS - 1)),
+    (["--runner=direct", "--direct_num_workers=3"], 3, 2),      # the launcher runs the third
+    (["--direct_num_workers", "1"], 0, 0),                      # in_memory: no process at all
+    (["--direct_num_workers", "1", "--direct_running_mode", "multi_processing"], 1, 1),
+    (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"], CORES,
+     CORES - 1 if CORES > 1 else 1),
+    (["--direct_running_mode", "multi_threading"], 0, 0),
+    (["--direct_running_mode=in_memory", "--direct_num_workers=4"], 0, 0),
+    (["--runner", "DataflowRunner", "--project", "p"], 0, 0),
+    (["--input", "x.parquet", "--direct_num_workers", "two"], None, 0),   # Beam names the mistake
 ])
-def test_planned_processes_are_the_ones_beam_spawns(argv, expected):
-    assert planned_worker_processes(argv) == expected
-    if "two" not in argv:
-        assert direct_processes_beam_would_spawn(argv) == expected
+def test_planned_processes_are_beams_workers_but_the_launchers_own(argv, workers, processes):
+    assert planned_worker_processes(argv) == processes
+    if workers is not None:
+        assert direct_subprocess_workers(argv) == workers
+        assert processes == (workers - 1 if launcher_runs_a_worker(workers) else workers)
 
 
 def test_a_taken_process_gets_what_beam_would_put_in_its_environment():
@@ -92,15 +104,18 @@ def test_a_worker_whose_launcher_is_gone_exits_on_its_own():
     assert worker.wait(timeout=60) == 0
 
 
-def test_beams_handler_is_back_after_the_run_and_untouched_without_a_pool():
+def test_beams_handler_is_back_after_the_run_and_untouched_for_one_cold_worker():
     registry = worker_handlers.WorkerHandler._registered_environments
     original = registry[python_urns.SUBPROCESS_SDK]
-    with warm_handler.serving(WarmWorkerPool()):
+    with warm_handler.serving(WarmWorkerPool(), workers=1):
         assert registry[python_urns.SUBPROCESS_SDK] is original
+    with warm_handler.serving(WarmWorkerPool(), workers=2):   # the launcher runs one of two
+        assert registry[python_urns.SUBPROCESS_SDK] is not original
+    assert registry[python_urns.SUBPROCESS_SDK] is original
     pool = WarmWorkerPool(WAITS_FOR_INPUT)
     pool.start(1)
     try:
-        with warm_handler.serving(pool):
+        with warm_handler.serving(pool, workers=1):
             assert registry[python_urns.SUBPROCESS_SDK] is not original
     finally:
         pool.close()
@@ -119,12 +134,16 @@ def test_a_multi_process_run_uses_the_warm_workers_and_relays_their_logs(
                          "--dead-letter", str(tmp_path / "dead" / "dead"), "--progress-seconds", "0.001",
                          "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
     assert code == 0
-    assert warm_workers.POOL.taken - taken_before == 2 and len(warm_workers.POOL) == 0
+    assert warm_workers.POOL.taken - taken_before == 1 and len(warm_workers.POOL) == 0
     assert sorted(e["id"] for e in emulator.recorded_events(EMULATOR_PIXEL_ID)) == \
         [f"order_{n}" for n in range(6)]
     report = read_report(tmp_path / "report.json")
     assert (report["rows_read"], report["events_accepted"], report["reconciled"]) == (6, 6, True)
-    assert "worker: progress (worker " in caplog.text     # worker logs reach the launcher's log
+    # Both workers mapped rows: the warm process (its log lines relayed to the launcher's log)
+    # and the launcher itself (its own lines).
+    relayed = [r for r in caplog.records if "worker: progress (worker " in r.getMessage()]
+    own = [r for r in caplog.records if r.getMessage().startswith(f"progress (worker {os.getpid()})")]
+    assert relayed and own
 
 
 def test_a_key_refused_mid_run_prints_its_cause_once_and_no_worker_traceback(
