@@ -88,6 +88,26 @@ def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
         direct.direct_running_mode = default_running_mode(direct.direct_num_workers)
 
 
+def local_runner(options: PipelineOptions) -> Any:
+    """The runner object for a DirectRunner run: Beam's Python FnApiRunner, set up as
+    DirectRunner sets it up for a batch pipeline like ours; None for any other runner.
+
+    Since Beam 2.6x DirectRunner first tries PrismRunner, which downloads a Go binary from
+    GitHub on first use and runs Python workers its own way; offline it gives up after ~0.2 s
+    and falls back to this runner. We go to it directly: same runner online and offline, no
+    download, and the workers of `pipeline.warm_handler`.
+    """
+    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
 def direct_workers(options: PipelineOptions) -> int:
     """DirectRunner's worker count once apply_runner_defaults ran (0 means one per core)."""
     return options.view_as(DirectOptions).direct_num_workers or os.cpu_count() or 1
@@ -140,7 +160,7 @@ def run(argv: list[str]) -> RunOutcome:
     with futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as executor:
         key_checked = executor.submit(preflight, opts)   # one API round trip, while Beam plans
         started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-        pipeline = beam.Pipeline(options=options)
+        pipeline = beam.Pipeline(runner=local_runner(options), options=options)
         _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
         key_checked.result()             # a refused key stops the run here, before any read
     try:

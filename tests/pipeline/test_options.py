@@ -3,9 +3,10 @@ import pathlib
 
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from google.protobuf import json_format
 
 from pipeline.options import CapiSyncOptions, validate_options
-from pipeline.run import apply_runner_defaults
+from pipeline.run import apply_runner_defaults, local_runner
 from transforms.errors import ConfigError
 
 PIPELINE_DIR = pathlib.Path(__file__).resolve().parents[2] / "pipeline"
@@ -60,6 +61,23 @@ def test_direct_runner_defaults_to_a_worker_per_core_unless_chosen():
     assert direct.direct_num_workers >= 1
     if direct.direct_num_workers > 1:
         assert direct.direct_running_mode == "multi_processing"
+
+
+@pytest.mark.parametrize("argv", [[], ["--runner", "direct"], ["--runner=DirectRunner"]])
+def test_direct_runner_runs_on_the_fn_api_runner_with_the_options_not_on_prism(argv):
+    chosen = PipelineOptions(argv + ["--pixel-id", "px_1"])
+    apply_runner_defaults(chosen, argv)
+    runner = local_runner(chosen)
+    assert type(runner).__name__ == "FnApiRunner"       # DirectRunner would try Prism first
+    workers_see = json_format.MessageToDict(runner._provision_info.provision_info.pipeline_options)
+    assert workers_see["beam:option:pixel_id:v1"] == "px_1"   # as DirectRunner's FnApiRunner
+    assert workers_see["beam:option:direct_running_mode:v1"] == \
+        chosen.view_as(DirectOptions).direct_running_mode
+
+
+def test_other_runners_are_left_to_beam():
+    assert local_runner(PipelineOptions(["--runner", "DataflowRunner"])) is None
+    assert local_runner(PipelineOptions(["--runner", "PrismRunner"])) is None
 
 
 def test_flex_template_metadata_names_every_required_parameter():

@@ -11,6 +11,7 @@ import time
 import pytest
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.portability import python_urns
+from apache_beam.runners.portability import prism_runner
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
 from connectors.emulator import Emulator
@@ -128,6 +129,12 @@ def test_a_multi_process_run_uses_the_warm_workers_and_relays_their_logs(
     export = write_parquet(tmp_path / "export.parquet",
                            [ca_row(f"order_{n}") for n in range(6)], row_group_size=2)
     taken_before = warm_workers.POOL.taken
+    prism_tries = []
+
+    def try_prism(runner, pipeline, options):
+        prism_tries.append(pipeline)
+        raise RuntimeError("offline")             # DirectRunner falls back, as without a network
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", try_prism)
     with caplog.at_level(logging.INFO):
         code = cli.main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
                          "--endpoint", emulator.url, "--report", str(tmp_path / "report.json"),
@@ -144,6 +151,7 @@ def test_a_multi_process_run_uses_the_warm_workers_and_relays_their_logs(
     relayed = [r for r in caplog.records if "worker: progress (worker " in r.getMessage()]
     own = [r for r in caplog.records if r.getMessage().startswith(f"progress (worker {os.getpid()})")]
     assert relayed and own
+    assert prism_tries == []                      # DirectRunner's first choice is never tried
 
 
 def test_a_key_refused_mid_run_prints_its_cause_once_and_no_worker_traceback(
