@@ -154,8 +154,13 @@ def _single_position(source: ValueSource) -> bool:
             and isinstance(source.refs[0], _Position))
 
 
+_TEXT_ONLY = frozenset({str, type(None)})
+
+
 def _present(values: list[Any]) -> list[Any]:
     """What ValueSource.get gives for one path: blank text and empty lists/objects are None."""
+    if _TEXT_ONLY.issuperset(map(type, values)):     # the common case: text or nothing
+        return [value if value and not value.isspace() else None for value in values]
     return [None if value is not None and not value and type(value) in (str, list, tuple, dict)
             or type(value) is str and value.isspace() else value for value in values]
 

@@ -358,6 +358,19 @@ def _region_plan(region: str):
     return metadata, (re.compile(idd) if idd else None)
 
 
+_length_results: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+
+def _length_result(number: str, metadata: Any) -> Any:
+    """phonenumbers' _test_number_length (type UNKNOWN), which reads only the number's length:
+    one result per (metadata, length). The metadata is kept with it, so its id stays its own."""
+    key = (id(metadata), len(number))
+    known = _length_results.get(key)
+    if known is None:
+        known = _length_results[key] = (metadata, _test_number_length(number, metadata))
+    return known[1]
+
+
 def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
     """E.164 digits, None (not a possible number), or _SLOW (let phonenumbers decide)."""
     if not 3 <= len(digits) <= _MAX_NSN:
@@ -386,17 +399,17 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
             _, potential, _ = _strip_national_prefix(digits[len(code_text):], metadata)
             if ((not _match_national_number(digits, general, False)
                  and _match_national_number(potential, general, False))
-                    or _test_number_length(digits, metadata) == _VR.TOO_LONG):
+                    or _length_result(digits, metadata) == _VR.TOO_LONG):
                 national = potential
                 # parse() then switches to the calling code's main region ('1...' in CA -> US)
                 metadata = _metadata_for_calling_code(country_code)
     if len(national) < _MIN_NSN:
         return _SLOW
     _, potential, _ = _strip_national_prefix(national, metadata)
-    if _test_number_length(potential, metadata) not in _KEEP_UNSTRIPPED:
+    if _length_result(potential, metadata) not in _KEEP_UNSTRIPPED:
         national = potential
     if not _MIN_NSN <= len(national) <= _MAX_NSN:
         return _SLOW
-    if _test_number_length(national, _metadata_for_calling_code(country_code)) not in _POSSIBLE:
+    if _length_result(national, _metadata_for_calling_code(country_code)) not in _POSSIBLE:
         return None
     return f"{country_code}{national}"

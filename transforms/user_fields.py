@@ -107,6 +107,7 @@ def _with_context(normalize: Callable[[Any], str | None]) -> Callable[..., str |
 
 _sha256 = hashlib.sha256
 NOT_BUILT = object()   # build_columns: this row needs build()
+_TEXT_ONLY = frozenset({str, type(None)})
 
 
 def sha256_hex(text: str) -> str:
@@ -221,12 +222,15 @@ class UserBuilder:
         is_hash = n.is_sha256_hex
         for source, invalid_key, _, wires in self._steps:
             column = column_of(source)
-            texts = []
-            for i, raw in enumerate(column):
-                if type(raw) is str:
-                    texts.append(i)
-                elif raw is not None:
-                    not_built[i] = True
+            if _TEXT_ONLY.issuperset(map(type, column)):    # the common case: text or nothing
+                texts = [i for i, raw in enumerate(column) if raw is not None]
+            else:
+                texts = []
+                for i, raw in enumerate(column):
+                    if type(raw) is str:
+                        texts.append(i)
+                    elif raw is not None:
+                        not_built[i] = True
             values = [column[i] for i in texts]
             longest = max(map(len, values), default=0)
             for key, is_list, normalize, hashed, count, contextual in wires:
