@@ -27,7 +27,10 @@ class RequestBatcher:
 
     def add(self, mapped: MappedEvent) -> list[MappedEvent] | None:
         """Adds one event; returns a full request when this event completed one, else None."""
-        batch, seen = self._open.setdefault(mapped.pixel_id, ([], set()))
+        open_request = self._open.get(mapped.pixel_id)
+        if open_request is None:     # (not setdefault: it would build a list and a set per event)
+            open_request = self._open[mapped.pixel_id] = ([], set())
+        batch, seen = open_request
         key = (mapped.event.get("type"), mapped.event.get("id"))
         if key in seen:
             self.duplicates += 1
