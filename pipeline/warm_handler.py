@@ -100,9 +100,11 @@ def _handler_factory(pool: WarmWorkerPool, workers: int) -> Callable[..., Any]:
         created += 1
         # The last one, never the first: the runner gives every worker the bundle descriptor
         # built for the first one, whose data address must be a real (gRPC) one.
-        manager = getattr(getattr(grpc_server, "control_handler", None), "_worker_manager", None)
-        if in_launcher and created == workers and manager is not None:
-            return worker_handlers.EmbeddedWorkerHandler(None, state, provision_info, manager)
+        if in_launcher and created == workers:
+            manager = getattr(getattr(grpc_server, "control_handler", None), "_worker_manager",
+                              None)
+            if manager is not None:     # else (another Beam) a process, as for the others
+                return worker_handlers.EmbeddedWorkerHandler(None, state, provision_info, manager)
         return warm(payload, state, provision_info, grpc_server)
 
     return create

@@ -36,7 +36,7 @@ from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import ConsentPlan, ContentsPlan, ItemValueSource, MappingPlan
 from transforms.paths import Path, Template, ValueSource
-from transforms.user_fields import NOT_BUILT, UserBuilder
+from transforms.user_fields import NOT_BUILT, TEXT_OR_NONE, UserBuilder
 
 _VALUE_SOURCE_FIELDS = ("id", "type", "timestamp_ms", "custom_event_name", "oppref",
                         "action_source", "source_url", "opt_out", "amount", "currency",
@@ -154,12 +154,9 @@ def _single_position(source: ValueSource) -> bool:
             and isinstance(source.refs[0], _Position))
 
 
-_TEXT_ONLY = frozenset({str, type(None)})
-
-
 def _present(values: list[Any]) -> list[Any]:
     """What ValueSource.get gives for one path: blank text and empty lists/objects are None."""
-    if _TEXT_ONLY.issuperset(map(type, values)):     # the common case: text or nothing
+    if TEXT_OR_NONE.issuperset(map(type, values)):   # the common case: text or nothing
         return [value if value and not value.isspace() else None for value in values]
     return [None if value is not None and not value and type(value) in (str, list, tuple, dict)
             or type(value) is str and value.isspace() else value for value in values]

@@ -107,7 +107,7 @@ def _with_context(normalize: Callable[[Any], str | None]) -> Callable[..., str |
 
 _sha256 = hashlib.sha256
 NOT_BUILT = object()   # build_columns: this row needs build()
-_TEXT_ONLY = frozenset({str, type(None)})
+TEXT_OR_NONE = frozenset({str, type(None)})   # a column of these has nothing for build()
 
 
 def sha256_hex(text: str) -> str:
@@ -222,7 +222,7 @@ class UserBuilder:
         is_hash = n.is_sha256_hex
         for source, invalid_key, _, wires in self._steps:
             column = column_of(source)
-            if _TEXT_ONLY.issuperset(map(type, column)):    # the common case: text or nothing
+            if TEXT_OR_NONE.issuperset(map(type, column)):  # the common case: text or nothing
                 texts = [i for i, raw in enumerate(column) if raw is not None]
             else:
                 texts = []
