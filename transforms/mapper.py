@@ -35,15 +35,17 @@ from transforms.events import (
     MappedEvent,
 )
 from transforms.mapping import MappingPlan
-from transforms.money import MINOR, normalize_currency, to_minor_units
+from transforms.money import normalize_currency, to_minor_units
 from transforms.normalize import as_text
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import UserBuilder
-from transforms.validate import validate_event
+from transforms.validate import CONTENTS_ITEM, name_item, validate_event
 
 _CONTENTS_ALLOWED = frozenset({CONTENTS, PLAN_ENROLLMENT, CUSTOM})
 _PLAN_ID_ALLOWED = frozenset({PLAN_ENROLLMENT, CUSTOM})
 _ITEM_TEXT_FIELDS = frozenset({"id", "group_id", "name", "content_type"})
+_ITEM_FIELD_NAMES = {field: f"{CONTENTS_ITEM}.{field}" for field in (
+    *_ITEM_TEXT_FIELDS, "amount", "currency", "quantity", "variant_dict")}
 _TRUE = frozenset({"true", "1", "yes", "y"})
 _FALSE = frozenset({"false", "0", "no", "n"})
 # Epoch milliseconds below this (1973-03-03) are almost surely epoch seconds.
@@ -381,42 +383,48 @@ class RowMapper:
             raise InvalidValueError(reasons.INVALID_CONTENTS,
                                     f"data.contents: {self.plan.contents.path.text} is a"
                                     f" {_kind(items)}, not a list")
-        contents_plan = self.plan.contents
         contents = []
         for index, item in enumerate(items):
-            where = f"data.contents[{index}]"
-            out: dict[str, Any] = {}
-            raw_amount = None
-            for field, field_source in contents_plan.fields:
-                value = field_source.get(item, row, counters)
-                if value is None:
-                    continue
-                if field in _ITEM_TEXT_FIELDS:
-                    text = _text(value, f"{where}.{field}")
-                    if text is not None:
-                        out[field] = text
-                elif field == "amount":
-                    raw_amount = value
-                elif field == "currency":
-                    out["currency"] = normalize_currency(value, f"{where}.currency")
-                elif field == "quantity":
-                    out["quantity"] = _integer(value, f"{where}.quantity")
-                elif field == "variant_dict":
-                    variants = _string_dict(value, f"{where}.variant_dict")
-                    if variants:
-                        out["variant_dict"] = variants
-            if raw_amount is not None:
-                currency = out.get("currency") or data_currency
-                if currency is None:
-                    raise InvalidValueError(
-                        reasons.MISSING_CURRENCY,
-                        f"{where}.amount is set but neither the item nor data has a currency")
-                if contents_plan.amount_unit == MINOR:
-                    out["amount"] = to_minor_units(raw_amount, currency, MINOR, f"{where}.amount")
-                else:
-                    out["amount"] = to_minor_units(raw_amount, currency, field=f"{where}.amount")
+            try:
+                out = self._item(item, row, data_currency, counters)
+            except InvalidValueError as exc:   # name the item only now: most items have no error
+                raise InvalidValueError(exc.reason, name_item(exc.detail, index)) from None
             if out:
                 contents.append(out)
             else:
                 counters["data.contents.empty_item"] += 1
         return contents
+
+    def _item(self, item: Any, row: Any, data_currency: str | None, counters: Any
+              ) -> dict[str, Any]:
+        """One item of data.contents; its errors name it CONTENTS_ITEM (see validate.name_item)."""
+        contents_plan = self.plan.contents
+        out: dict[str, Any] = {}
+        raw_amount = None
+        for field, field_source in contents_plan.fields:
+            value = field_source.get(item, row, counters)
+            if value is None:
+                continue
+            if field in _ITEM_TEXT_FIELDS:
+                text = _text(value, _ITEM_FIELD_NAMES[field])
+                if text is not None:
+                    out[field] = text
+            elif field == "amount":
+                raw_amount = value
+            elif field == "currency":
+                out["currency"] = normalize_currency(value, _ITEM_FIELD_NAMES["currency"])
+            elif field == "quantity":
+                out["quantity"] = _integer(value, _ITEM_FIELD_NAMES["quantity"])
+            elif field == "variant_dict":
+                variants = _string_dict(value, _ITEM_FIELD_NAMES["variant_dict"])
+                if variants:
+                    out["variant_dict"] = variants
+        if raw_amount is not None:
+            currency = out.get("currency") or data_currency
+            if currency is None:
+                raise InvalidValueError(
+                    reasons.MISSING_CURRENCY,
+                    f"{CONTENTS_ITEM}.amount is set but neither the item nor data has a currency")
+            out["amount"] = to_minor_units(raw_amount, currency, contents_plan.amount_unit,
+                                           _ITEM_FIELD_NAMES["amount"])
+        return out

@@ -82,7 +82,7 @@ class ItemValueSource:
             return self.constant
         for reads_item, path in self.refs:
             value = path.get(item if reads_item else row)
-            if value is not None and not (isinstance(value, str) and not value.strip()):
+            if value is not None and not (isinstance(value, str) and (not value or value.isspace())):
                 return value
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1

@@ -2,8 +2,10 @@
 
 Computed in decimal arithmetic, never through binary floats: 19.99 * 100 is
 1998.9999999999998 as a float, so a float is read through its shortest repr (Decimal('19.99')).
-Rounding is half up (1.005 USD -> 101 cents). Problems raise InvalidValueError with the
-dead-letter reason (invalid_amount, invalid_currency); the detail never echoes the value.
+Rounding is half up (1.005 USD -> 101 cents). Ints and plain floats take a shortcut with the
+same result: integer arithmetic on the digits of that repr (a property test holds the two
+equal). Problems raise InvalidValueError with the dead-letter reason (invalid_amount,
+invalid_currency); the detail never echoes the value.
 """
 from __future__ import annotations
 
@@ -76,6 +78,43 @@ def to_minor_units(value: Any, currency: str, unit: str = MAJOR,
 
     `currency` must already be a normalized code (normalize_currency).
     """
+    if unit == MAJOR:
+        exponent = CURRENCY_EXPONENTS.get(currency)
+        if exponent is not None:
+            minor = _plain_minor_units(value, exponent)
+            if minor is not None:
+                return minor
+    return _decimal_minor_units(value, currency, unit, field)
+
+
+def _plain_minor_units(value: Any, exponent: int) -> int | None:
+    """The common amounts (an int, or a float whose shortest repr is plain digits with a point)
+    in integer arithmetic on that repr, exactly as the Decimal path rounds them (half up); None
+    for anything else, negative or too large included: the Decimal path decides (and words the
+    error).
+    """
+    kind = type(value)
+    if kind is int:
+        minor = value * 10 ** exponent
+    elif kind is float and value >= 0:
+        whole, point, fraction = repr(value).partition(".")
+        if not point or not fraction.isdigit():     # 1e+16, 1.5e-07, inf, nan
+            return None
+        digits = int(whole + fraction)
+        shift = exponent - len(fraction)
+        if shift >= 0:
+            minor = digits * 10 ** shift
+        else:
+            unit = 10 ** -shift
+            minor, rest = divmod(digits, unit)
+            if 2 * rest >= unit:
+                minor += 1
+    else:
+        return None
+    return minor if 0 <= minor <= MAX_MINOR_UNITS else None
+
+
+def _decimal_minor_units(value: Any, currency: str, unit: str, field: str) -> int:
     number = to_decimal(value, field)
     if unit == MINOR:
         if number != number.to_integral_value():

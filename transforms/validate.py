@@ -235,26 +235,42 @@ def _check_contents(contents: Any, data_currency: Any) -> Violation | None:
     if not isinstance(contents, list):
         return Violation(reasons.INVALID_CONTENTS, "data.contents must be a list")
     for index, item in enumerate(contents):
-        where = f"data.contents[{index}]"
-        if not _is_object(item):
-            return Violation(reasons.INVALID_CONTENTS, f"{where} must be an object")
-        for field in _ITEM_STRING_FIELDS:
-            value = item.get(field)
-            if value is not None and not isinstance(value, str):
-                return Violation(reasons.INVALID_CONTENTS, f"{where}.{field} must be a string")
-        quantity = item.get("quantity")
-        if quantity is not None and not _is_int(quantity):
-            return Violation(reasons.INVALID_CONTENTS, f"{where}.quantity must be an integer")
-        variant_dict = item.get("variant_dict")
-        if variant_dict is not None:
-            if not isinstance(variant_dict, Mapping):
+        violation = _check_item(item, data_currency)
+        if violation is not None:   # name the item only now: most items are valid
+            return Violation(violation.reason, name_item(violation.detail, index))
+    return None
+
+
+# Item checks word their details with this placeholder; the index is put in only on an error.
+CONTENTS_ITEM = "data.contents[<item>]"
+
+
+def name_item(detail: str, index: int) -> str:
+    """'data.contents[<item>].quantity ...' -> 'data.contents[2].quantity ...'"""
+    return detail.replace(CONTENTS_ITEM, f"data.contents[{index}]")
+
+
+def _check_item(item: Any, data_currency: Any) -> Violation | None:
+    """One item of data.contents; details name it CONTENTS_ITEM (see name_item)."""
+    if not _is_object(item):
+        return Violation(reasons.INVALID_CONTENTS, f"{CONTENTS_ITEM} must be an object")
+    for field in _ITEM_STRING_FIELDS:
+        value = item.get(field)
+        if value is not None and not isinstance(value, str):
+            return Violation(reasons.INVALID_CONTENTS, f"{CONTENTS_ITEM}.{field} must be a string")
+    quantity = item.get("quantity")
+    if quantity is not None and not _is_int(quantity):
+        return Violation(reasons.INVALID_CONTENTS, f"{CONTENTS_ITEM}.quantity must be an integer")
+    variant_dict = item.get("variant_dict")
+    if variant_dict is not None:
+        if not isinstance(variant_dict, Mapping):
+            return Violation(reasons.INVALID_CONTENTS,
+                             f"{CONTENTS_ITEM}.variant_dict must be an object of strings")
+        for key, value in variant_dict.items():
+            if not isinstance(key, str) or not isinstance(value, str):
                 return Violation(reasons.INVALID_CONTENTS,
-                                 f"{where}.variant_dict must be an object of strings")
-            for key, value in variant_dict.items():
-                if not isinstance(key, str) or not isinstance(value, str):
-                    return Violation(reasons.INVALID_CONTENTS,
-                                     f"{where}.variant_dict must be an object of strings")
-        violation = _check_money(item.get("amount"), item.get("currency"), data_currency, where)
-        if violation is not None:
-            return violation
+                                 f"{CONTENTS_ITEM}.variant_dict must be an object of strings")
+    violation = _check_money(item.get("amount"), item.get("currency"), data_currency, CONTENTS_ITEM)
+    if violation is not None:
+        return violation
     return None

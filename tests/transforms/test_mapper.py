@@ -198,6 +198,20 @@ def test_item_amount_without_any_currency():
                              " a currency")
 
 
+@pytest.mark.parametrize("field, value, reason, detail", [
+    ("quantity", "two", reasons.INVALID_CONTENTS, "data.contents[1].quantity is not an integer"),
+    ("currency", "XYZ", reasons.INVALID_CURRENCY,
+     "data.contents[1].currency is not an ISO 4217 currency code"),
+    ("id", ["a"], reasons.MAPPING_ERROR,
+     "data.contents[1].id resolved to a list where one value is expected"),
+])
+def test_an_item_error_names_its_item(field, value, reason, detail):
+    row = ca_row()
+    row["items"][1][field] = value
+    letter = mapper().map_row(row).dead_letter
+    assert (letter.reason, letter.detail) == (reason, detail)
+
+
 def test_seconds_hint_on_stale_timestamps():
     letter = mapper().map_row(ca_row(**{"context.event_timestamp": NOW // 1000})).dead_letter
     assert letter.reason == reasons.STALE_TIMESTAMP

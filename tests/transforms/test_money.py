@@ -6,7 +6,14 @@ from hypothesis import strategies as st
 
 from transforms import reasons
 from transforms.errors import InvalidValueError
-from transforms.money import MINOR, normalize_currency, to_minor_units
+from transforms.money import (
+    CURRENCY_EXPONENTS,
+    MAJOR,
+    MINOR,
+    _decimal_minor_units,
+    normalize_currency,
+    to_minor_units,
+)
 
 
 @pytest.mark.parametrize("amount, currency, expected", [
@@ -79,3 +86,26 @@ def test_detail_never_echoes_the_value():
 @given(cents=st.integers(min_value=0, max_value=10**12))
 def test_float_of_exact_cents_round_trips(cents):
     assert to_minor_units(cents / 100, "USD") == cents
+
+
+_AMOUNTS = st.one_of(
+    st.floats(min_value=-1e3, max_value=1e22, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=10**12).map(lambda n: n / 1000),   # 3 decimals, halves
+    st.integers(min_value=-10**3, max_value=10**20),
+    st.sampled_from([0.5, 1.005, 2.675, 0.125, 1e-9, 1e16, 123456789.125, 9.2e18, 0.0, -0.0,
+                     float("nan"), float("inf"), True]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(amount=_AMOUNTS, currency=st.sampled_from(["JPY", "USD", "KWD", "CLF", "XAU"]))
+def test_the_plain_path_gives_what_the_decimal_path_gives(amount, currency):
+    """Ints and plain floats are converted in integer arithmetic on the float's repr; the
+    result (or the error) must be the Decimal path's, for every currency exponent."""
+    def outcome(convert):
+        try:
+            return convert()
+        except InvalidValueError as exc:
+            return (exc.reason, exc.detail)
+    assert CURRENCY_EXPONENTS["CLF"] == 4 and CURRENCY_EXPONENTS["XAU"] is None
+    assert outcome(lambda: to_minor_units(amount, currency)) == \
+        outcome(lambda: _decimal_minor_units(amount, currency, MAJOR, "data.amount"))
