@@ -370,13 +370,27 @@ class ReadFiles(beam.PTransform):
         self._columns = None if columns is None else list(columns)
         self._chunk_size = chunk_size
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether JSONL/CSV files can be read (the only ones with unreadable rows): False when
+        the format is parquet or every pattern names Parquet files (`*.parquet`)."""
+        if self._file_format != AUTO:
+            return self._file_format != PARQUET
+        try:
+            return any(detect_format(pattern) != PARQUET for pattern in self._patterns)
+        except ValueError:      # `exports/*`: any format
+            return True
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        return (
+        paths = (
             pbegin
             | "FilePatterns" >> beam.Create(self._patterns)
             | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW_IF_WILDCARD)
-            | "FilePaths" >> beam.Map(lambda metadata: metadata.path)
-            | "ReadEachFileOnce" >> beam.Distinct()
+            | "FilePaths" >> beam.Map(lambda metadata: metadata.path))
+        if len(self._patterns) > 1:    # one pattern matches each file once: no shuffle needed
+            paths = paths | "ReadEachFileOnce" >> beam.Distinct()
+        return (
+            paths
             | "OpenFiles" >> fileio.ReadMatches()
             | "PlanSplits" >> beam.ParDo(_PlanSplitsFn(self._file_format))
             | "SpreadSplits" >> beam.Reshuffle()

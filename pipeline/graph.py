@@ -93,9 +93,12 @@ def _read_rows(pbegin, run: RunPlan):
     opts = run.options
     since_param = {"since": run.since} if run.since is not None else {}
     if opts.input:
-        return pbegin | "ReadFiles" >> sources.ReadFiles(
+        read = sources.ReadFiles(
             opts.input, file_format=opts.input_format,
             columns=list(run.mapping_plan.required_columns) or None, chunk_size=opts.chunk_size)
+        chunks, unreadable = pbegin | "ReadFiles" >> read
+        # Parquet rows are always readable: no writer (and its stages) for an empty output.
+        return chunks, unreadable if read.reads_text else None
     if opts.sql_url:
         params = since_param if "since" in opts.sql_query else None
         return pbegin | "ReadSql" >> sources.ReadSql(

@@ -343,3 +343,16 @@ def test_chunk_builder_hands_out_full_chunks_then_the_rest() -> None:
     assert handed == [None, RowChunk([{"n": 1}, {"n": 2}], ["f#row=1", "f#row=2"]), None]
     assert builder.flush() == RowChunk([{"n": 3}], ["f#row=3"])
     assert builder.flush() is None
+
+
+@pytest.mark.parametrize("patterns, file_format, reads_text", [
+    (["exports/*.parquet"], "auto", False),
+    (["a/*.parquet", "b/part-*.PQ"], "auto", False),
+    (["exports/*"], "parquet", False),
+    (["exports/*.parquet", "extra/*.jsonl.gz"], "auto", True),
+    (["exports/*"], "auto", True),                   # the extension says nothing: any format
+    (["exports/*.parquet"], "csv", True),
+])
+def test_reads_text_only_when_a_text_file_can_match(patterns, file_format, reads_text):
+    """Only JSONL/CSV files have unreadable rows; the pipeline skips an always-empty writer."""
+    assert ReadFiles(patterns, file_format=file_format).reads_text is reads_text

@@ -95,3 +95,21 @@ def test_dockerfile_runs_the_package_entry_point():
     dockerfile = (PIPELINE_DIR / "Dockerfile").read_text()
     assert 'FLEX_TEMPLATE_PYTHON_PY_FILE="${WORKDIR}/pipeline/__main__.py"' in dockerfile
     assert 'FLEX_TEMPLATE_PYTHON_SETUP_FILE="${WORKDIR}/setup.py"' in dockerfile
+
+
+@pytest.mark.parametrize("pattern, writers", [
+    ("exports/*.parquet", {"mapping", "delivery"}),                # Parquet rows always read
+    ("exports/*.jsonl", {"unreadable", "mapping", "delivery"}),
+])
+def test_a_dead_letter_writer_per_step_that_can_have_dead_letters(pattern, writers):
+    import apache_beam as beam
+
+    from pipeline.graph import SyncToCapi
+    from pipeline.run import plan_run
+
+    options, plan = plan_run(["--input", pattern, "--pixel-id", "px_1"])
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
+    steps = {label.split("/WriteDeadLetters-")[1].split("/")[0]
+             for label in pipeline.applied_labels if "/WriteDeadLetters-" in label}
+    assert steps == writers
