@@ -59,15 +59,21 @@ class Violation:
     detail: str
 
 
+def timestamp_window(now_ms: int) -> tuple[int, int]:
+    """The oldest and newest timestamp_ms the API accepts at `now_ms`, both included."""
+    return now_ms - MAX_AGE_MS, now_ms + MAX_FUTURE_MS
+
+
 def check_timestamp_window(timestamp_ms: int, now_ms: int) -> Violation | None:
     """Check the API's window relative to `now_ms` (the moment of sending).
 
     Exactly 7 days old is accepted, 1 ms older is stale; exactly 10 minutes ahead is accepted,
     1 ms more is in the future.
     """
-    if timestamp_ms < now_ms - MAX_AGE_MS:
+    oldest, newest = timestamp_window(now_ms)
+    if timestamp_ms < oldest:
         return Violation(reasons.STALE_TIMESTAMP, "timestamp_ms is more than 7 days in the past")
-    if timestamp_ms > now_ms + MAX_FUTURE_MS:
+    if timestamp_ms > newest:
         return Violation(reasons.FUTURE_TIMESTAMP,
                          "timestamp_ms is more than 10 minutes in the future")
     return None

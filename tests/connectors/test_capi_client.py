@@ -425,14 +425,17 @@ def test_stale_and_future_events_are_not_sent(emulator):
     sending_at = now_ms()
     client = make_client(emulator, clock_ms=lambda: sending_at)
     events = [make_event(1), make_event(2, timestamp_ms=sending_at - MAX_AGE_MS - 1),
-              make_event(3, timestamp_ms=sending_at + 10 * 60 * 1000 + 1)]
+              make_event(3, timestamp_ms=sending_at + 10 * 60 * 1000 + 1),
+              make_event(4, timestamp_ms=sending_at + 10 * 60 * 1000),    # the edge is inside
+              make_event(5, timestamp_ms=sending_at - MAX_AGE_MS + 60_000)]
 
     outcomes = client.deliver(events)
 
     assert [(o.accepted, o.reason) for o in outcomes] == [
-        (True, None), (False, reasons.STALE_TIMESTAMP), (False, reasons.FUTURE_TIMESTAMP)]
+        (True, None), (False, reasons.STALE_TIMESTAMP), (False, reasons.FUTURE_TIMESTAMP),
+        (True, None), (True, None)]
     assert outcomes[1].event == events[1]   # never restamped
-    assert emulator.request_log == [(200, 1, False)]
+    assert emulator.request_log == [(200, 3, False)]
 
 
 def test_event_that_ages_out_while_retrying_is_not_resent(emulator):
