@@ -217,9 +217,10 @@ class UserBuilder:
                     not_built[i] = True
         default_region = self.default_phone_region
         region = [code or default_region for code in country] if default_region else country
-        users: list[dict[str, Any]] = [{} for _ in range(rows)]
         counts: list[list[str] | None] = [None] * rows
         is_hash = n.is_sha256_hex
+        keys: list[str] = []           # the wire keys, in build()'s order
+        columns: list[list[Any]] = []  # per key, every row's wire value or None
         for source, invalid_key, _, wires in self._steps:
             column = column_of(source)
             if TEXT_OR_NONE.issuperset(map(type, column)):  # the common case: text or nothing
@@ -231,8 +232,11 @@ class UserBuilder:
                         texts.append(i)
                     elif raw is not None:
                         not_built[i] = True
-            values = [column[i] for i in texts]
-            longest = max(map(len, values), default=0)
+            if not texts:
+                continue
+            every_row = len(texts) == rows
+            values = column if every_row else [column[i] for i in texts]
+            longest = max(map(len, values))
             for key, is_list, normalize, hashed, count, contextual in wires:
                 if contextual:
                     out = [normalize(value, country[i], region[i])
@@ -246,14 +250,27 @@ class UserBuilder:
                         for position, value in enumerate(values):   # already a hash: kept
                             if len(value) >= 64 and is_hash(value.strip()):
                                 out[position] = value.strip().lower()
-                for i, value in zip(texts, out, strict=True):
-                    if value is None:
-                        if count:
+                if None in out and count:
+                    for position, value in enumerate(out):
+                        if value is None:
+                            i = texts[position]
                             if counts[i] is None:
                                 counts[i] = []
                             counts[i].append(invalid_key)
-                    else:
-                        users[i][key] = [value] if is_list else value
+                if is_list:
+                    out = [None if value is None else [value] for value in out]
+                if not every_row:
+                    spread: list[Any] = [None] * rows
+                    for i, value in zip(texts, out, strict=True):
+                        spread[i] = value
+                    out = spread
+                keys.append(key)
+                columns.append(out)
+        # One dict per row, built in C when the row has every field (the common case).
+        users: list[dict[str, Any] | None] = [
+            {key: value for key, value in zip(keys, row, strict=True) if value is not None}
+            if None in row else dict(zip(keys, row, strict=True))
+            for row in zip(*columns, strict=True)] if columns else [None] * rows
         return [NOT_BUILT if not_built[i] else (users[i] or None, counts[i] or ())
                 for i in range(rows)]
 
