@@ -14,8 +14,8 @@ Before each request the 7-day / 10-minute window is checked again; events that a
 waiting come back as `stale_timestamp` / `future_timestamp` and are never restamped.
 
 The client is shared by the sink's worker threads: counters, the 429 limiter and the auth latch
-are guarded by locks. The API key lives only in the session's Authorization header; it never
-appears in a log record, an exception message or `repr(client)`.
+are guarded by locks. The API key lives only in the session's auth (the Authorization header of
+each request); it never appears in a log record, an exception message or `repr(client)`.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 
 from connectors.backoff import (
     DEFAULT_RETRY_POLICY,
@@ -198,8 +199,8 @@ class CapiClient:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
+        self._session.auth = _BearerAuth(api_key)
         self._session.headers.update({
-            "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": user_agent or default_user_agent(),
@@ -338,6 +339,22 @@ class CapiClient:
             cause += "; note the configured key does not start with sk-svcacct-"
         return (f"Authentication failed ({reply.status}): {cause}. API said: {reply.message!r}."
                 " No further requests are sent.")
+
+
+class _BearerAuth(AuthBase):
+    """`Authorization: Bearer <key>` on each request. Being the session's auth, it also stops
+    requests from reading ~/.netrc before every request, whose entry for the API's host would
+    replace this header with the netrc login."""
+
+    def __init__(self, api_key: str):
+        self._header = f"Bearer {api_key}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<key>)"
 
 
 class _Call:

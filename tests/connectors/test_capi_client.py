@@ -381,6 +381,19 @@ def test_advertiser_key_message_names_the_fix(emulator):
         "requests are sent.")
 
 
+def test_a_netrc_entry_for_the_host_does_not_replace_the_key(emulator, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password other-tools-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))    # where requests looks for it (else ~/.netrc)
+
+    client = make_client(emulator)
+    outcomes = client.deliver([make_event(1)])
+
+    assert outcomes[0].accepted                 # sent with the key, not the netrc login
+    assert KEY not in repr(client._session.auth)
+
+
 def test_client_cannot_be_pickled_with_its_key(client):
     with pytest.raises(TypeError):
         pickle.dumps(client)
