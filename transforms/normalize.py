@@ -193,6 +193,18 @@ def _state_letters_text(text: str, us: bool) -> str | None:
     return letters or None
 
 
+SHORT_TEXT = _MAX_CACHED_LENGTH
+_SHORT_TEXT_CORES = {normalize_name: _normalize_name_text, normalize_city: _normalize_city_text,
+                     normalize_city_letters: _city_letters_text}
+
+
+def for_short_text(normalize: Any) -> Any:
+    """`normalize` for str values of at most SHORT_TEXT characters: its cached core where it
+    has one (no type check, no length check, ~150 ns less a value), else `normalize` itself.
+    UserBuilder.build_columns uses it on columns it knows are such text."""
+    return _SHORT_TEXT_CORES.get(normalize, normalize)
+
+
 # --- postal codes -------------------------------------------------------------------------------
 
 _POSTAL_DROP = re.compile(r"[^A-Za-z0-9 \-]+")

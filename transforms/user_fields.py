@@ -241,6 +241,8 @@ class UserBuilder:
                 if contextual:
                     out = [normalize(value, country[i], region[i])
                            for value, i in zip(values, texts, strict=True)]
+                elif longest <= n.SHORT_TEXT:
+                    out = list(map(n.for_short_text(normalize), values))
                 else:
                     out = list(map(normalize, values))
                 if hashed:
