@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
@@ -110,7 +111,10 @@ class FileSplit:
 
 def open_file(path: str, file_format: str) -> IO[bytes]:
     """A binary stream through Beam's FileSystems (local, gs://, ...); text formats decompress
-    by extension (.gz, .bz2, .zst, ...)."""
+    by extension (.gz, .bz2, .zst, ...). A local Parquet file is opened by pyarrow itself: its
+    reads then skip a Python file object (~0.5 us of CPU per row)."""
+    if file_format == PARQUET and FileSystems.get_scheme(path) is None:
+        return pa.OSFile(path)
     compression = (CompressionTypes.UNCOMPRESSED if file_format == PARQUET
                    else CompressionTypes.AUTO)
     return FileSystems.open(path, mime_type="application/octet-stream",

@@ -356,3 +356,16 @@ def test_chunk_builder_hands_out_full_chunks_then_the_rest() -> None:
 def test_reads_text_only_when_a_text_file_can_match(patterns, file_format, reads_text):
     """Only JSONL/CSV files have unreadable rows; the pipeline skips an always-empty writer."""
     assert ReadFiles(patterns, file_format=file_format).reads_text is reads_text
+
+
+def test_a_local_parquet_file_is_opened_by_pyarrow_and_text_through_beam(tmp_path: Path) -> None:
+    from connectors.file_source import CSV, PARQUET, open_file
+
+    parquet = write_parquet(tmp_path / "part-0.parquet", [order_row(1)], ORDER_SCHEMA)
+    text = tmp_path / "rows.csv"
+    text.write_text("a,b\n1,2\n")
+    with open_file(parquet, PARQUET) as handle:   # no Python file object between reads
+        assert isinstance(handle, pa.NativeFile)
+        assert pq.ParquetFile(handle).metadata.num_rows == 1
+    with open_file(str(text), CSV) as handle:
+        assert not isinstance(handle, pa.NativeFile) and handle.read() == b"a,b\n1,2\n"
