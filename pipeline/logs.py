@@ -22,8 +22,8 @@ _HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args"
 
 # A refused key stops the run: the client logs one line, the command line prints the cause, and
 # Beam would add a traceback per bundle that was running (hundreds of lines).
-_AUTH_FAILED = "Authentication failed ("   # how connectors.capi_client words it (401 or 403)
-_RESTATED_AUTH_ERROR = f"AuthenticationError: {_AUTH_FAILED}"
+AUTH_FAILED = "Authentication failed ("   # how connectors.capi_client words it (401 or 403)
+_RESTATED_AUTH_ERROR = f"AuthenticationError: {AUTH_FAILED}"
 
 
 class WorkerLogFilter(logging.Filter):
@@ -63,7 +63,7 @@ class BeamAuthErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name.startswith("apache_beam.") and not str(record.msg).startswith(
-            "worker: ") and _AUTH_FAILED in record.getMessage())
+            "worker: ") and AUTH_FAILED in record.getMessage())
 
 
 class WithoutAuthTracebacks:

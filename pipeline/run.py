@@ -20,12 +20,14 @@ from pipeline import report as run_report
 from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
+from pipeline.logs import AUTH_FAILED
 from pipeline.options import CapiSyncOptions, validate_options
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
     default_running_mode,
     default_worker_count,
+    worker_count,
 )
 from transforms import reasons
 from transforms.errors import CapiSyncError
@@ -61,9 +63,8 @@ def refused_key_message(exc: BaseException) -> str | None:
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    marker = "Authentication failed"
-    if marker in text:
-        return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
+    if AUTH_FAILED in text:
+        return _BEAM_STEP_SUFFIX.sub("", text[text.index(AUTH_FAILED):].splitlines()[0])
     return None
 
 
@@ -110,7 +111,7 @@ def local_runner(options: PipelineOptions) -> Any:
 
 def direct_workers(options: PipelineOptions) -> int:
     """DirectRunner's worker count once apply_runner_defaults ran (0 means one per core)."""
-    return options.view_as(DirectOptions).direct_num_workers or os.cpu_count() or 1
+    return worker_count(options.view_as(DirectOptions).direct_num_workers)
 
 
 def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineOptions, RunPlan]:

@@ -38,6 +38,11 @@ def default_worker_count() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
+def worker_count(chosen: int) -> int:
+    """DirectRunner's --direct_num_workers as a count: 0 means one per core (Beam's rule)."""
+    return chosen or os.cpu_count() or 1
+
+
 def default_running_mode(workers: int) -> str:
     """DirectRunner's running mode when the user chose none: a process per worker."""
     return "multi_processing" if workers > 1 else "in_memory"
@@ -58,7 +63,7 @@ def planned_worker_processes(argv: Sequence[str]) -> int:
     try:
         known, _ = parser.parse_known_args(list(argv))
         workers = (default_worker_count() if known.direct_num_workers is None
-                   else int(known.direct_num_workers) or (os.cpu_count() or 1))
+                   else worker_count(int(known.direct_num_workers)))
     except (SystemExit, ValueError):
         return 0
     if known.runner not in (None, *DIRECT_RUNNERS) or workers < 1:

@@ -29,7 +29,7 @@ if hasattr(phonenumbers, "enable_pattern_cache"):
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # Longer texts are normalized without the caches (so odd data cannot fill memory).
-_MAX_CACHED_LENGTH = 256
+SHORT_TEXT = 256
 
 MAX_CITY_LENGTH = 128
 MAX_POSTAL_CODE_LENGTH = 32
@@ -73,7 +73,7 @@ def is_sha256_hex(text: str) -> bool:
 
 
 def _cached(function: Any, text: str, *args: Any) -> str | None:
-    if len(text) > _MAX_CACHED_LENGTH:
+    if len(text) > SHORT_TEXT:
         return function.__wrapped__(text, *args)
     return function(text, *args)
 
@@ -193,7 +193,6 @@ def _state_letters_text(text: str, us: bool) -> str | None:
     return letters or None
 
 
-SHORT_TEXT = _MAX_CACHED_LENGTH
 _SHORT_TEXT_CORES = {normalize_name: _normalize_name_text, normalize_city: _normalize_city_text,
                      normalize_city_letters: _city_letters_text}
 
