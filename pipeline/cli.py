@@ -46,21 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
-    from pipeline.warm_workers import POOL, planned_worker_processes
-    POOL.start(planned_worker_processes(argv))
-    try:
-        return _run(argv)
-    finally:
-        POOL.close()
+    from pipeline import warm_workers
+    with warm_workers.started(warm_workers.plan_local_runner(argv)) as local:
+        return _run(argv, local)
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], local) -> int:
     from connectors.capi_client import AuthenticationError
     from pipeline import run as runner
     from pipeline.report import format_summary
     try:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
-            outcome = runner.run(argv)
+            outcome = runner.run(argv, local)
     except ConfigError as exc:
         print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
         return runner.EXIT_CONFIG
@@ -73,7 +70,7 @@ def _run(argv: list[str]) -> int:
     except CapiSyncError as exc:
         print(f"capi-sync: {exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
-    print(format_summary(outcome.report))
+    print(outcome.printout or format_summary(outcome.report))
     return outcome.exit_code
 
 

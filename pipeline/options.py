@@ -197,6 +197,17 @@ class CapiSyncOptions(PipelineOptions):
             help="JSON watermark file (local or gs://) for scheduled runs",
         )
 
+        local = parser.add_argument_group("local runner")
+        local.add_argument(
+            "--no-warm-workers",
+            "--no_warm_workers",
+            dest="no_warm_workers",
+            action="store_true",
+            default=False,
+            help="DirectRunner as Beam ships it: no worker in the launcher, no worker processes "
+            "started ahead, no direct FnApiRunner (see pipeline/warm_workers.py)",
+        )
+
 
 def validate_options(opts: CapiSyncOptions) -> None:
     """Fails fast, before any data is read, with a message that says how to fix the options."""
