@@ -52,6 +52,7 @@ MAX_PART_AGE_S = 12 * 3600
 NAIVE_MAX_ROWS = 200_000
 POLL_S = 0.2
 CAPI_SYNC, SMART, NAIVE = "capi-sync", "smart peer", "naive peer"
+CAPI_SYNC_PLAIN = "capi-sync --no-warm-workers"      # Beam's DirectRunner, same workers
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = pathlib.Path(os.environ.get(
     "CAPI_SYNC_BENCH_CACHE", pathlib.Path.home() / ".cache" / "capi-sync-bench"))
@@ -216,10 +217,11 @@ def _busy_cpu_s() -> float:
 def command(contender: str, pattern: str, url: str, workdir: pathlib.Path,
             extra: list[str]) -> list[str]:
     report = str(workdir / "report.json")
-    if contender == CAPI_SYNC:
+    if contender in (CAPI_SYNC, CAPI_SYNC_PLAIN):
         return [sys.executable, "-m", "pipeline", "--input", pattern, "--pixel-id", PIXEL_ID,
                 "--endpoint", url, "--report", report,
-                "--dead-letter", str(workdir / "dead" / "dead"), *extra]
+                "--dead-letter", str(workdir / "dead" / "dead"), *extra,
+                *(["--no-warm-workers"] if contender == CAPI_SYNC_PLAIN else [])]
     kind = "smart" if contender == SMART else "naive"
     return [sys.executable, "-m", "benchmarks.peers", kind, "--input", pattern,
             "--pixel-id", PIXEL_ID, "--endpoint", url, "--report", report]
@@ -254,7 +256,7 @@ def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator
     cpu_s = sum(cpu_by_pid.values())
     stats = emulator.stats()
     report = _read_json(workdir / "report.json")
-    if contender == CAPI_SYNC:
+    if contender in (CAPI_SYNC, CAPI_SYNC_PLAIN):
         dead, skipped = report.get("events_dead_lettered", 0), report.get("events_skipped", 0)
     else:
         dead, skipped = report.get("dead_lettered", 0), report.get("skipped", 0)
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-naive", action="store_true",
                         help=f"run the naive peer above {NAIVE_MAX_ROWS:,} rows too")
     parser.add_argument("--skip-peers", action="store_true", help="run capi-sync only")
+    parser.add_argument("--no-warm-workers-too", action="store_true",
+                        help="also run capi-sync --no-warm-workers, alternating with capi-sync")
     parser.add_argument("--capi-sync-arg", action="append", default=[], metavar="ARG",
                         help="extra capi-sync argument (repeatable): --capi-sync-arg=--max-in-flight=8")
     parser.add_argument("--bad-fraction", type=float, default=0.01,
@@ -336,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for rows in sizes:
             contenders = [CAPI_SYNC] if args.skip_peers else [CAPI_SYNC, SMART, NAIVE]
+            if args.no_warm_workers_too:
+                contenders.insert(1, CAPI_SYNC_PLAIN)
             if NAIVE in contenders and (args.skip_naive or (rows > NAIVE_MAX_ROWS
                                                              and not args.force_naive)):
                 contenders.remove(NAIVE)
