@@ -62,9 +62,12 @@ def dedup_key(pixel_id: str | None, event: Mapping[str, Any]
     The event name is `type` for the standard types and `custom_event_name` for custom events,
     so two custom events sharing an id under different names are two events:
     ("px", "promo_click", "e1") and ("px", "promo_view", "e1"). The API keeps the first event of
-    a key and ignores later ones. A custom name can never equal a standard type (validate.py),
-    so the two kinds of name cannot collide.
+    a key and ignores later ones. The API lower-cases custom names, so the key does too (the
+    mapper sends them lower-cased; a hand-edited replay file may not). A custom name can never
+    equal a standard type (validate.py), so the two kinds of name cannot collide.
     """
     event_type = event.get("type")
-    name = event.get("custom_event_name") if event_type == CUSTOM else event_type
-    return (pixel_id, name, event.get("id"))
+    if event_type != CUSTOM:
+        return (pixel_id, event_type, event.get("id"))
+    name = event.get("custom_event_name")
+    return (pixel_id, name.lower() if isinstance(name, str) else name, event.get("id"))

@@ -23,6 +23,7 @@ def test_dedup_key_is_pixel_event_name_and_id(event, key):
 @pytest.mark.parametrize("a, b, same", [
     (custom("e1", "promo_click"), custom("e1", "promo_view"), False),
     (custom("e1", "promo_click"), custom("e1", "promo_click"), True),
+    (custom("e1", "promo_click"), custom("e1", "Promo_Click"), True),   # the API lower-cases
     (custom("e1", "promo_click"), custom("e2", "promo_click"), False),
     ({"id": "e1", "type": "order_created"}, {"id": "e1", "type": "page_viewed"}, False),
     ({"id": "e1", "type": "order_created"}, {"id": "e1", "type": "order_created"}, True),
