@@ -37,6 +37,7 @@ from transforms.events import (
 from transforms.mapping import MappingPlan
 from transforms.money import normalize_currency, to_minor_units
 from transforms.normalize import as_text
+from transforms.source_url import normalize_source_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import UserBuilder
 from transforms.validate import CONTENTS_ITEM, name_item, validate_event
@@ -280,8 +281,8 @@ class RowMapper:
                 event["action_source"] = action_source.lower()
         if plan.source_url is not None:
             url = _text(plan.source_url.get(row, counters), "event.source_url")
-            if url is not None:
-                event["source_url"] = url
+            if url is not None:   # origin and path; the validator checks it is absolute
+                event["source_url"] = normalize_source_url(url, plan.source_url_keep_query)
         if plan.oppref is not None:
             oppref = _text(plan.oppref.get(row, counters), "event.oppref")
             if oppref is not None:
