@@ -203,7 +203,6 @@ class RowMapper:
         try:
             return self._map(row, source)
         except InvalidValueError as exc:
-            self.counters[f"dead_letter.{exc.reason}"] += 1
             return MapResult(dead_letter=DeadLetter(
                 reason=exc.reason, detail=exc.detail, event_id=self._safe_id(row),
                 source=source, pixel_id=self._safe_pixel_id(row)))
@@ -309,7 +308,6 @@ class RowMapper:
         self._stage = "validation"
         violation = validate_event(event, now_ms)
         if violation is not None:
-            counters[f"dead_letter.{violation.reason}"] += 1
             detail = violation.detail
             if (violation.reason == reasons.STALE_TIMESTAMP
                     and plan.timestamp_unit == MILLISECONDS
