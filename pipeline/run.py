@@ -21,7 +21,7 @@ from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
 from pipeline.logs import AUTH_FAILED
-from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.options import CapiSyncOptions, parse_options, validate_options
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -118,7 +118,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     """Parses and checks everything; raises ConfigError before any data is read."""
     from transforms.mapping import load_mapping
 
-    options = PipelineOptions(argv)
+    options = parse_options(argv)    # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     mapping_plan = load_mapping(opts.mapping)

@@ -75,3 +75,25 @@ def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys, tmp_path, mo
     assert "emulator recorded 192 events for pixel px_demo" in out
     assert "dead letter: {" in out
     assert "reconciled: rows read = accepted + dead-lettered + skipped" in out
+
+
+def test_a_shell_expanded_glob_reads_every_path(emulator, tmp_path, monkeypatch):
+    # `--input exports/*.parquet` without quotes: the shell passes three paths to one --input.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    paths = [str(write_parquet(tmp_path / f"part{n}.parquet", [ca_row(f"order_{n}_{i}") for i in range(3)]))
+             for n in range(3)]
+    code = main(["--input", *paths, "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+                 "--report", str(tmp_path / "report.json"), "--dead-letter", str(tmp_path / "dead" / "dead"),
+                 *IN_PROCESS])
+    assert code == 0
+    assert len(emulator.recorded_events(EMULATOR_PIXEL_ID)) == 9
+    assert read_report(tmp_path / "report.json")["rows_read"] == 9
+
+
+def test_an_option_that_does_not_exist_exits_2_with_the_key_masked(capsys, tmp_path):
+    key = "sk-svcacct-REALLOOKINGKEY123"
+    assert main(["--input", str(tmp_path / "a.parquet"), "--api-key", key, *IN_PROCESS]) == 2
+    captured = capsys.readouterr()
+    assert "unknown option --api-key sk-***" in captured.err
+    assert "REALLOOKINGKEY123" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
