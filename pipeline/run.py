@@ -14,7 +14,12 @@ from concurrent import futures
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipeline import report as run_report
 from pipeline import warm_handler
@@ -22,6 +27,7 @@ from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
 from pipeline.logs import AUTH_FAILED
 from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.source_check import check_source
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -130,6 +136,8 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     # that arrived late, so only an explicit --since filters mapped events (see the README).
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    schema_notes = check_source(opts, mapping_plan, lower_bound,
+                                options.view_as(GoogleCloudOptions).project)
     apply_runner_defaults(options, argv)
     return options, RunPlan(
         options=opts,
@@ -137,6 +145,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
         since=lower_bound,
         filter_since_ms=int(event_time_floor.timestamp() * 1000) if event_time_floor else None,
         dead_letter_prefix=opts.dead_letter or os.path.join("dead_letters", run_id, "dead"),
+        schema_notes=schema_notes,
     )
 
 
