@@ -179,7 +179,7 @@ class WarmWorkerPool:
             return len(self._waiting)
 
     def take(self) -> subprocess.Popen | None:
-        """A waiting process still alive, or None (the runner then spawns one as usual)."""
+        """A waiting process still alive, or None (the handler then spawns a new one)."""
         with self._lock:
             while self._waiting:
                 process = self._waiting.pop(0)
