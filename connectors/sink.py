@@ -13,6 +13,7 @@ thread-local), never from the pool threads.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,7 @@ from connectors.capi_client import (
     check_endpoint,
 )
 from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
+from transforms.coverage import count_filled_fields, count_sent_event
 from transforms.deadletter import DeadLetter
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MappedEvent
@@ -154,9 +156,12 @@ class DeliverBatches(beam.DoFn):
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
         accepted = 0
+        sent: collections.Counter[str] = collections.Counter()  # what OpenAI can match on
         for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
             if outcome.accepted:
                 accepted += 1
+                count_sent_event(mapped.event, sent)
+                count_filled_fields(mapped.event, sent)
                 continue
             _counter(f"dead_letter_{outcome.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
@@ -169,6 +174,8 @@ class DeliverBatches(beam.DoFn):
         _counter("retries").inc(result.retries)
         for label, count in result.statuses.items():
             _counter(f"http_{label}").inc(count)
+        for name, count in sent.items():
+            _counter(name).inc(count)
         yield windowed(accepted)
 
 

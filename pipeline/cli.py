@@ -74,6 +74,9 @@ def _run(argv: list[str]) -> int:
         print(f"capi-sync: {exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
     print(format_summary(outcome.report))
+    if outcome.failure:
+        print(f"capi-sync: run failed (exit {outcome.exit_code}): {outcome.failure}",
+              file=sys.stderr)
     return outcome.exit_code
 
 

@@ -28,7 +28,7 @@ class RunPlan:
     since: dt.datetime | None          # lower bound pushed down to the source
     filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
     dead_letter_prefix: str
-    schema_notes: tuple[str, ...] = ()  # mapping vs the source's columns (pipeline/source_check)
+    schema_notes: tuple[str, ...] | None = None  # mapping vs source columns; None: not checked
 
 
 class SyncToCapi(beam.PTransform):

@@ -1,0 +1,108 @@
+"""What a sent event carries that OpenAI can match on, and which CAPI fields it fills.
+
+    counts = collections.Counter()
+    count_sent_event(event, counts)    # sent.order_created, sent.order_created.email, ...
+    count_filled_fields(event, counts) # filled.oppref, filled.data.amount, filled.user.emails_sha256
+
+OpenAI publishes no match-quality score; the share of sent events carrying each identifier, per
+event type, is the figure a data engineer can act on (report and summary: pipeline/report.py).
+Identifiers are read from the wire `user` object through the profile tables of
+transforms/user_fields.py, so a new wire key needs no change here.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transforms.user_fields import PROFILES
+
+SENT = "sent."          # sent.<type> events sent; sent.<type>.<identifier> carrying it
+FILLED = "filled."      # filled.<CAPI field> sent events carrying the field
+
+# identifier -> the logical user fields it needs (all of them); oppref is an event field
+IDENTIFIERS: dict[str, tuple[str, ...]] = {
+    "oppref": (),
+    "email": ("email",),
+    "phone": ("phone",),
+    "external_id": ("external_id",),
+    "ip_and_user_agent": ("ip_address", "user_agent"),
+    "android_id": ("android_advertising_id",),
+}
+IDENTIFIER_LABELS = {"oppref": "oppref", "email": "email", "phone": "phone",
+                     "external_id": "external id", "ip_and_user_agent": "IP + user agent",
+                     "android_id": "Android id"}
+
+_LOGICAL_BY_WIRE_KEY: dict[str, str] = {
+    wire.key: wire.logical for profile in PROFILES.values() for wire in profile}
+_NOT_FILLED_EVENT_KEYS = frozenset({"id", "type", "timestamp_ms", "data", "user"})
+
+
+def identifiers_of(event: Mapping[str, Any]) -> list[str]:
+    """The identifiers an event carries: `{"oppref": "o", "user": {"emails_sha256": [...]}}`
+    -> ["oppref", "email"]."""
+    user = event.get("user") or {}
+    logical = {_LOGICAL_BY_WIRE_KEY.get(key, key) for key, value in user.items() if value}
+    found = ["oppref"] if event.get("oppref") else []
+    found.extend(name for name, needs in IDENTIFIERS.items()
+                 if needs and all(field in logical for field in needs))
+    return found
+
+
+def count_sent_event(event: Mapping[str, Any], counts: Any) -> None:
+    event_type = event.get("type")
+    counts[f"{SENT}{event_type}"] += 1
+    for identifier in identifiers_of(event):
+        counts[f"{SENT}{event_type}.{identifier}"] += 1
+
+
+def filled_fields(event: Mapping[str, Any]) -> list[str]:
+    """The CAPI fields an event fills, by their place in the event: `oppref`, `data.amount`,
+    `user.emails_sha256` (id, type, timestamp_ms and data.type are always there)."""
+    fields = [key for key in event if key not in _NOT_FILLED_EVENT_KEYS]
+    fields.extend(f"data.{key}" for key in (event.get("data") or {}) if key != "type")
+    fields.extend(f"user.{key}" for key in (event.get("user") or {}))
+    return fields
+
+
+def count_filled_fields(event: Mapping[str, Any], counts: Any) -> None:
+    for field in filled_fields(event):
+        counts[FILLED + field] += 1
+
+
+def coverage_by_type(counters: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """`sent.*` counters -> {type: {"events": n, <identifier>: {"count": c, "share": c / n}}}."""
+    events = {name[len(SENT):]: value for name, value in counters.items()
+              if name.startswith(SENT) and "." not in name[len(SENT):] and value}
+    table: dict[str, dict[str, Any]] = {}
+    for event_type, total in sorted(events.items()):
+        row: dict[str, Any] = {"events": total}
+        for identifier in IDENTIFIERS:
+            count = counters.get(f"{SENT}{event_type}.{identifier}", 0)
+            row[identifier] = {"count": count, "share": round(count / total, 4)}
+        table[event_type] = row
+    return table
+
+
+def mapped_capi_fields(plan: Any) -> dict[str, tuple[str, ...]]:
+    """The CAPI fields each mapped (non-constant) field of a MappingPlan fills:
+    `{"event.oppref": ("oppref",), "user.fields.email": ("user.emails_sha256",), ...}`."""
+    wire_keys: dict[str, list[str]] = {}
+    for wire in PROFILES[plan.user_profile]:
+        wire_keys.setdefault(wire.logical, []).append(f"user.{wire.key}")
+    found: dict[str, tuple[str, ...]] = {}
+
+    def add(location: str, source: Any, fields: Iterable[str]) -> None:
+        if source is not None and not source.has_constant and source.refs:
+            found[location] = tuple(fields)
+
+    for name in ("custom_event_name", "oppref", "action_source", "source_url", "opt_out"):
+        add(f"event.{name}", getattr(plan, name), (name,))
+    for name in ("amount", "currency", "plan_id"):
+        add(f"data.{name}", getattr(plan, name), (f"data.{name}",))
+    for member, source in plan.custom_data:
+        add(f"data.custom.{member}", source, (f"data.{member}",))
+    if plan.contents is not None:
+        found["data.contents"] = ("data.contents",)
+    for logical, source in plan.user_fields:
+        add(f"user.fields.{logical}", source, wire_keys.get(logical, ()))
+    return found
