@@ -78,6 +78,8 @@ def _run(argv: list[str]) -> int:
         print(f"capi-sync: {exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
     print(format_summary(outcome.report))
+    for problem in outcome.not_saved:
+        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
     if outcome.failure:
         print(f"capi-sync: run failed (exit {outcome.exit_code}): {outcome.failure}",
               file=sys.stderr)

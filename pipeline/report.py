@@ -1,15 +1,8 @@
 """The run report (contract section 7): one JSON object, reconciled, plus a readable summary.
 
 Every figure comes from Beam metrics in namespace "capi", so the same report works on
-DirectRunner and Dataflow. Counter names (grep for them in the Dataflow UI):
-  rows_read                    rows (or replayed dead-letter records) that entered the pipeline
-  events_accepted              events the API acknowledged (validated, under --validate-only)
-  dead_lettered.<reason>       dead-letter records written, by reason
-  skipped.<reason>             rows left out on purpose (excluded_event, no_consent, duplicate, ...)
-  requests, retries, http_<status>    delivery figures from the sink
-  mapper.<name>                what the mapper left out or defaulted (e.g. timestamp_defaulted)
-  sent.<type>[.<identifier>]   sent events per event type, and those carrying each identifier
-  filled.<CAPI field>          sent events carrying the field (filled.data.amount, ...)
+DirectRunner and Dataflow. The counter names (grep for them in the Dataflow UI) are listed and
+spelled in transforms/metrics.py.
 """
 from __future__ import annotations
 
@@ -17,17 +10,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from transforms.coverage import FILLED, IDENTIFIER_LABELS, IDENTIFIERS, coverage_by_type
-
-NAMESPACE = "capi"
+from pipeline.outputs import write_file
+from transforms import metrics
+from transforms.coverage import IDENTIFIER_LABELS, IDENTIFIERS, coverage_by_type
 
 
 def counters_from_result(result) -> dict[str, int]:
     """Committed counter values of namespace 'capi', summed over steps."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    query = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
     totals: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -67,7 +59,7 @@ def empty_field_warnings(counters: Mapping[str, int], events_sent: int,
     return [f"{location} was empty on all {events_sent:,} sent events: check its path in the "
             f"mapping (`capi-sync preview` shows what each row gives)"
             for location, fields in mapped_fields.items()
-            if fields and not any(counters.get(FILLED + field, 0) for field in fields)]
+            if fields and not any(counters.get(metrics.FILLED_PREFIX + field, 0) for field in fields)]
 
 
 def build_report(counters: Mapping[str, int], *,
@@ -75,23 +67,23 @@ def build_report(counters: Mapping[str, int], *,
                  schema_notes: tuple[str, ...] = (), **run_facts: Any) -> dict[str, Any]:
     """`mapped_fields`: mapping location -> the CAPI fields it fills
     (transforms.coverage.mapped_capi_fields), to warn about fields empty on every event."""
-    dead_letter_reasons = _with_prefix(counters, "dead_lettered.")
-    skip_reasons = _with_prefix(counters, "skipped.")
+    dead_letter_reasons = _with_prefix(counters, metrics.DEAD_LETTERED_PREFIX)
+    skip_reasons = _with_prefix(counters, metrics.SKIPPED_PREFIX)
     report = {
-        "rows_read": counters.get("rows_read", 0),
-        "events_accepted": counters.get("events_accepted", 0),
+        "rows_read": counters.get(metrics.ROWS_READ, 0),
+        "events_accepted": counters.get(metrics.EVENTS_ACCEPTED, 0),
         "events_dead_lettered": sum(dead_letter_reasons.values()),
         "events_skipped": sum(skip_reasons.values()),
         "dead_letter_reasons": dead_letter_reasons,
         "skip_reasons": skip_reasons,
-        "requests": counters.get("requests", 0),
-        "retries": counters.get("retries", 0),
-        "http_statuses": _with_prefix(counters, "http_"),
-        "mapper_counters": _with_prefix(counters, "mapper."),
+        "requests": counters.get(metrics.REQUESTS, 0),
+        "retries": counters.get(metrics.RETRIES, 0),
+        "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
     report["mapper_changes"] = mapper_changes(report["mapper_counters"])
     report["identifier_coverage"] = coverage_by_type(counters)
-    report["filled_fields"] = _with_prefix(counters, FILLED)
+    report["filled_fields"] = _with_prefix(counters, metrics.FILLED_PREFIX)
     report["warnings"] = [*schema_notes, *empty_field_warnings(
         counters, report["events_accepted"], mapped_fields or {})]
     accounted = report["events_accepted"] + report["events_dead_lettered"] + report["events_skipped"]
@@ -101,8 +93,7 @@ def build_report(counters: Mapping[str, int], *,
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+    write_file(path, json.dumps(report, indent=2, sort_keys=False, default=str).encode())
 
 
 def _change_lines(changes: Mapping[str, Any]) -> list[tuple[str, int]]:

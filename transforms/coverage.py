@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from transforms.metrics import FILLED_PREFIX as FILLED
+from transforms.metrics import SENT_PREFIX as SENT
 from transforms.user_fields import PROFILES
-
-SENT = "sent."          # sent.<type> events sent; sent.<type>.<identifier> carrying it
-FILLED = "filled."      # filled.<CAPI field> sent events carrying the field
 
 # identifier -> the logical user fields it needs (all of them); oppref is an event field
 IDENTIFIERS: dict[str, tuple[str, ...]] = {

@@ -73,14 +73,14 @@ def test_every_row_dead_lettered_exits_6_and_keeps_the_watermark(emulator, tmp_p
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
-    ([], 0), (["--max-dead-letter-rate", "0.5"], 0), (["--max-dead-letter-rate", "0.2"], 7)])
+    ([], 0), (["--max-dead-letter-rate", "0.5"], 0), (["--max-dead-letter-rate", "0.2"], 8)])
 def test_max_dead_letter_rate_fails_a_run_above_it(emulator, tmp_path, capsys, extra, expected):
     rows = [ca_row("order_1"), ca_row("order_2"), ca_row(None)]     # 1 of 3: missing_id
     export = write_parquet(tmp_path / "export.parquet", rows)
     assert cli(emulator, tmp_path, "--input", str(export), *extra) == expected
     if expected:
         assert failure_line(capsys) == (
-            "capi-sync: run failed (exit 7): 33.3% of the rows read were dead-lettered, above "
+            "capi-sync: run failed (exit 8): 33.3% of the rows read were dead-lettered, above "
             "--max-dead-letter-rate 0.2")
     assert len(emulator.recorded_events()) == 2
 
@@ -99,7 +99,7 @@ def report_of(rows=3, accepted=0, dead=None, skipped=None):
     (report_of(dead={"retries_exhausted": 3}), None, 4),      # a replay is the fix
     (report_of(accepted=2, dead={"retries_exhausted": 1}), None, 4),
     (report_of(accepted=2, dead={"missing_id": 1}), None, 0),
-    (report_of(accepted=2, dead={"missing_id": 1}), 0.0, 7),
+    (report_of(accepted=2, dead={"missing_id": 1}), 0.0, 8),
     (report_of(accepted=2, dead={"missing_id": 1}), 0.34, 0),
     (report_of(accepted=3), 0.0, 0),
 ])
@@ -113,7 +113,8 @@ def test_the_exit_codes_are_documented_in_the_readme():
     section = section[:section.index("\n\n")]
     for code in (runner.EXIT_OK, runner.EXIT_CONFIG, runner.EXIT_AUTH,
                  runner.EXIT_RETRIES_EXHAUSTED, runner.EXIT_NOTHING_READ,
-                 runner.EXIT_NOTHING_DELIVERED, runner.EXIT_DEAD_LETTER_RATE):
+                 runner.EXIT_NOTHING_DELIVERED, runner.EXIT_NOT_SAVED,
+                 runner.EXIT_DEAD_LETTER_RATE, runner.EXIT_INTERRUPTED):
         assert f"`{code}`" in section
 
 
