@@ -68,8 +68,9 @@ def field_names(row: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _parse(argv: list[str]):
-    from pipeline.options import CapiSyncOptions, validate_options
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    from pipeline.options import CapiSyncOptions, validate_options
 
     parser = argparse.ArgumentParser(prog="capi-sync preview", add_help=False)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)

@@ -1,8 +1,9 @@
 """What a sent event carries that OpenAI can match on, and which CAPI fields it fills.
 
     counts = collections.Counter()
-    count_sent_event(event, counts)    # sent.order_created, sent.order_created.email, ...
-    count_filled_fields(event, counts) # filled.oppref, filled.data.amount, filled.user.emails_sha256
+    count_sent(events, counts)   # sent.order_created, sent.order_created.email, filled.oppref, ...
+    identifiers_of(event)        # ["oppref", "email", ...]
+    filled_fields(event)         # ["oppref", "data.amount", "user.emails_sha256", ...]
 
 OpenAI publishes no match-quality score; the share of sent events carrying each identifier, per
 event type, is the figure a data engineer can act on (report and summary: pipeline/report.py).
@@ -11,6 +12,8 @@ transforms/user_fields.py, so a new wire key needs no change here.
 """
 from __future__ import annotations
 
+import collections
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,36 +39,63 @@ _LOGICAL_BY_WIRE_KEY: dict[str, str] = {
 _NOT_FILLED_EVENT_KEYS = frozenset({"id", "type", "timestamp_ms", "data", "user"})
 
 
-def identifiers_of(event: Mapping[str, Any]) -> list[str]:
-    """The identifiers an event carries: `{"oppref": "o", "user": {"emails_sha256": [...]}}`
-    -> ["oppref", "email"]."""
-    user = event.get("user") or {}
-    logical = {_LOGICAL_BY_WIRE_KEY.get(key, key) for key, value in user.items() if value}
-    found = ["oppref"] if event.get("oppref") else []
+def _identifiers(event_keys: Iterable[str], user_keys: Iterable[str]) -> list[str]:
+    logical = {_LOGICAL_BY_WIRE_KEY.get(key, key) for key in user_keys}
+    found = ["oppref"] if "oppref" in event_keys else []
     found.extend(name for name, needs in IDENTIFIERS.items()
                  if needs and all(field in logical for field in needs))
     return found
 
 
-def count_sent_event(event: Mapping[str, Any], counts: Any) -> None:
-    event_type = event.get("type")
-    counts[f"{SENT}{event_type}"] += 1
-    for identifier in identifiers_of(event):
-        counts[f"{SENT}{event_type}.{identifier}"] += 1
+def _filled(event_keys: Iterable[str], data_keys: Iterable[str], user_keys: Iterable[str]
+            ) -> list[str]:
+    fields = [key for key in event_keys if key not in _NOT_FILLED_EVENT_KEYS]
+    fields.extend(f"data.{key}" for key in data_keys if key != "type")
+    fields.extend(f"user.{key}" for key in user_keys)
+    return fields
+
+
+def _present(mapping: Any) -> tuple[str, ...]:
+    return tuple(key for key, value in mapping.items() if value not in (None, "", [], {})) \
+        if mapping else ()
+
+
+def identifiers_of(event: Mapping[str, Any]) -> list[str]:
+    """The identifiers an event carries: `{"oppref": "o", "user": {"emails_sha256": [...]}}`
+    -> ["oppref", "email"]."""
+    return _identifiers(_present(event), _present(event.get("user")))
 
 
 def filled_fields(event: Mapping[str, Any]) -> list[str]:
     """The CAPI fields an event fills, by their place in the event: `oppref`, `data.amount`,
     `user.emails_sha256` (id, type, timestamp_ms and data.type are always there)."""
-    fields = [key for key in event if key not in _NOT_FILLED_EVENT_KEYS]
-    fields.extend(f"data.{key}" for key in (event.get("data") or {}) if key != "type")
-    fields.extend(f"user.{key}" for key in (event.get("user") or {}))
-    return fields
+    return _filled(_present(event), _present(event.get("data")), _present(event.get("user")))
 
 
-def count_filled_fields(event: Mapping[str, Any], counts: Any) -> None:
-    for field in filled_fields(event):
-        counts[FILLED + field] += 1
+def shape_of(event: Mapping[str, Any]) -> tuple:
+    """What the counters depend on: the type and the keys present. The mapper leaves empty
+    values out, so keys are enough; events of one export have few shapes (counter_names is
+    cached by shape: ~1 us per event instead of ~10 building names)."""
+    data, user = event.get("data"), event.get("user")
+    return (event.get("type"), tuple(event), tuple(data) if data else (),
+            tuple(user) if user else ())
+
+
+@functools.lru_cache(maxsize=4096)
+def counter_names(shape: tuple) -> tuple[str, ...]:
+    """`sent.<type>`, `sent.<type>.<identifier>` and `filled.<field>` for an event shape."""
+    event_type, event_keys, data_keys, user_keys = shape
+    return (f"{SENT}{event_type}",
+            *(f"{SENT}{event_type}.{name}" for name in _identifiers(event_keys, user_keys)),
+            *(FILLED + field for field in _filled(event_keys, data_keys, user_keys)))
+
+
+def count_sent(events: Iterable[Mapping[str, Any]], counts: Any) -> None:
+    """Adds the counter names of each sent event to `counts` (a Counter)."""
+    shapes: collections.Counter[tuple] = collections.Counter(map(shape_of, events))
+    for shape, number in shapes.items():
+        for name in counter_names(shape):
+            counts[name] += number
 
 
 def coverage_by_type(counters: Mapping[str, int]) -> dict[str, dict[str, Any]]:
