@@ -185,3 +185,25 @@ def test_jsonl_a_mapped_field_empty_on_every_sent_event_is_a_warning(emulator, t
                "(`capi-sync preview` shows what each row gives)")
     assert read_report(tmp_path / "report.json")["warnings"] == [warning]
     assert f"warning: {warning}" in capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sql-query", "SELECT 1", "--sql-file", "QUERY"],
+     "Give the query once: --sql-query or --sql-file, not both."),
+    (["--sql-file", "MISSING"], "--sql-file 'MISSING' cannot be read (FileNotFoundError)."),
+    (["--sql-file", "EMPTY"], "--sql-file 'EMPTY' is empty; write the SELECT in it."),
+    (["--sql-file", "QUERY", "--max-dead-letter-rate", "5"],
+     "--max-dead-letter-rate is a share of the rows read, within 0..1 (0.05 = 5%), got 5."),
+])
+def test_sql_file_and_rate_mistakes_are_configuration_errors(emulator, tmp_path, capsys,
+                                                             monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "query.sql").write_text("SELECT 1 AS x")
+    (tmp_path / "empty.sql").write_text("  \n")
+    paths = {"QUERY": str(tmp_path / "query.sql"), "EMPTY": "empty.sql", "MISSING": "missing.sql"}
+    args = [paths.get(arg, arg) for arg in args]
+    message = message.replace("'EMPTY'", "'empty.sql'").replace("'MISSING'", "'missing.sql'")
+    code = cli(emulator, tmp_path, "--sql-url", "duckdb:///:memory:", *args)
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert emulator.stats["requests"] == 0
