@@ -459,8 +459,10 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
         if plan is None:
             return None if region is None else _SLOW
         metadata, idd = plan
-        if idd is not None and idd.match(digits):
-            return _SLOW   # dialled with an international prefix (00 44 ...)
+        dialled = idd.match(digits) if idd is not None else None
+        if dialled:   # the region's international prefix (00 44 ..., AU 0011 44 ...): as '+'
+            rest = digits[dialled.end():]   # (a rest starting with 0 goes the reference way)
+            return _fast_phone_digits(rest, True, None) if rest else _SLOW
         country_code = metadata.country_code
         national = digits
         # phonenumbers' _maybe_extract_country_code: a national number may start with the

@@ -272,9 +272,13 @@ def _phone_samples(count: int, seed: int = 7):
         elif form < 0.6:
             text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
             region = home if rng.random() < 0.8 else region
-        elif form < 0.8:
+        elif form < 0.7:
             text = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18)))
             text = ("+" + text) if rng.random() < 0.5 else text
+        elif form < 0.8:   # dialled with an international prefix, from a region that uses it
+            region = rng.choice(["FR", "GB", "DE", "US", "AU", "JP", "BR", None])
+            prefix = rng.choice(["00", "011", "0011", "010"])
+            text = f"{prefix} {example.country_code} {nsn}"
         else:
             text = f"{example.country_code}{nsn}"
             region = home if rng.random() < 0.5 else region
@@ -287,3 +291,22 @@ def test_phone_fast_path_matches_phonenumbers():
     mismatches = [(text, region) for text, region in _phone_samples(4000)
                   if n._phone_digits(text, region) != n._phonenumbers_digits(text, region)]
     assert mismatches == []
+
+
+@pytest.mark.parametrize("text, region, expected", [
+    ("0044 20 7946 0958", None, "442079460958"),
+    ("+44 (0) 20 7946 0958", None, "442079460958"),
+    ("0044 20 7946 0958", "US", "442079460958"),
+    ("00 1 415 555 0100", "FR", "14155550100"),
+    ("0044 20 7946 0958", "GB", "442079460958"),
+    ("0011 44 20 7946 0958", "AU", "442079460958"),
+    ("011 44 20 7946 0958", "US", "442079460958"),
+    ("+290 22334", None, "29022334"),
+    ("+683 4002", None, None),               # possible, but 7 digits: left out after the fast path
+])
+def test_international_numbers_take_the_fast_path(monkeypatch, text, region, expected):
+    def reference_not_wanted(*args):
+        raise AssertionError("took the phonenumbers path")
+
+    monkeypatch.setattr(n, "_phonenumbers_digits", reference_not_wanted)
+    assert n.normalize_phone(text, region) == expected
