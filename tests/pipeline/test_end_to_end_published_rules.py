@@ -14,7 +14,15 @@ import pytest
 
 from pipeline.run import EXIT_OK, run
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
-from tests.pipeline.builders import ca_row, read_dead_letters, read_report, sha256, write_parquet
+from tests.pipeline.builders import (
+    NOW,
+    ca_row,
+    read_dead_letters,
+    read_report,
+    sha256,
+    write_parquet,
+)
+from transforms.deadletter import DeadLetter
 
 IN_PROCESS = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
@@ -171,3 +179,27 @@ def test_each_published_rule_arrives_as_the_contract_says(emulator, tmp_path):
     assert emulator.stats["duplicates"] == 2      # both were already recorded: first one wins
     assert recorded_by_key(emulator)[("promo_1", "promo_click")]["data"] == {"type": "custom"}
     assert len(emulator.recorded_events(EMULATOR_PIXEL_ID)) == 9
+
+
+def test_replayed_custom_events_sharing_an_id_are_two_events(emulator, tmp_path):
+    now_ms = int(NOW.timestamp() * 1000) - 60_000
+
+    def record(name: str) -> str:
+        event = {"id": "promo_9", "type": "custom", "custom_event_name": name,
+                 "timestamp_ms": now_ms, "action_source": "web",
+                 "source_url": "https://shop.example.com/p", "data": {"type": "custom"}}
+        return DeadLetter("retries_exhausted", "HTTP 503 after 1 attempt", "promo_9",
+                          "export.parquet#row=1", event).to_json()
+
+    dead = tmp_path / "dead-delivery-00000.jsonl"
+    dead.write_text("\n".join([record("promo_click"), record("promo_view"),
+                               record("Promo_Click")]) + "\n")
+    replay = run(["--input", str(dead), "--input-format", "dead-letter",
+                  *delivery_args(emulator, tmp_path / "replay")])
+
+    assert sorted(recorded_by_key(emulator)) == [("promo_9", "promo_click"),
+                                                 ("promo_9", "promo_view")]
+    report = read_report(tmp_path / "replay" / "report.json")
+    assert (report["rows_read"], report["events_accepted"], report["skip_reasons"]) == (
+        3, 2, {"duplicate": 1})   # Promo_Click is promo_click to the API: the same key
+    assert report["reconciled"] is True and replay.exit_code == EXIT_OK
