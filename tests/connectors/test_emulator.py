@@ -208,6 +208,12 @@ def test_envelope_errors_are_400(emulator, body, message):
     assert emulator.recorded_events() == []
 
 
+def test_integration_source_is_trimmed_before_its_pattern_is_checked(emulator):
+    response = post(emulator, {"events": [make_event()], "integration_source": " capi-sync "})
+
+    assert response.status_code == 200
+
+
 def test_body_that_is_not_json_is_400(emulator):
     response = requests.post(emulator.url, params={"pid": EMULATOR_PIXEL_ID}, data=b"{nope",
                              headers={"Authorization": f"Bearer {EMULATOR_API_KEY}"},

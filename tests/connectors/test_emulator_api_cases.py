@@ -56,3 +56,12 @@ def test_one_bad_case_fails_a_batch_of_good_ones(api):
     assert refused.json()["error"]["index"] == len(good)
     assert accepted.status_code == 200
     assert len(emulator.recorded_events(PIXEL_ID)) == len(good)
+
+
+def test_every_rule_of_the_emulator_is_exercised_by_a_case():
+    # A rule of connectors.emulator.rules that no case breaks is a rule nobody checks.
+    from connectors.emulator.rules import EVENT_RULES
+
+    broken = {case.reason for case in CASES + EMULATOR_ONLY_CASES if not case.accepted}
+
+    assert {rule.reason for rule in EVENT_RULES} | {"invalid_event"} == broken
