@@ -299,6 +299,19 @@ def test_poison_events_are_isolated_within_the_request_bound(emulator, client, p
     assert extra_requests <= 2 * poison_count * math.ceil(math.log2(1000))
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_422_is_split_like_400(emulator, client, status):
+    events = make_events(8)
+    emulator.reject_event_ids({"evt-5"}, message="unprocessable", status=status)
+
+    outcomes = client.deliver(events)
+
+    assert [(o.event["id"], o.reason) for o in outcomes if not o.accepted] == [
+        ("evt-5", reasons.REJECTED_BY_API)]
+    assert sorted(recorded_ids(emulator)) == sorted(f"evt-{n}" for n in range(8) if n != 5)
+    assert emulator.stats["by_status"][status] >= 2   # the batch, then the half holding evt-5
+
+
 def test_event_the_api_finds_invalid_carries_the_api_message(emulator, client):
     events = [make_event(1), make_event(2, data={"type": "contents", "amount": 5})]
 
