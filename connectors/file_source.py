@@ -11,10 +11,12 @@ split each, read as a stream of lines), and the Reshuffle spreads the splits ove
 Source references are `<path>#row=<N>`, N counted from 1 in every format:
 - Parquet: the Nth row of the file (row groups counted in order);
 - JSONL: line N of the file (blank lines are skipped but still counted, so `sed -n Np` finds it);
-- CSV: the Nth data record after the header (line N+1 when no field spans several lines).
+- CSV: the Nth data record after the header (line N+1 when no field spans several lines); each
+  line of a broken multi-line record counts as one (see `read_csv`).
 
 Rows that cannot be read (a JSONL line that is not valid UTF-8, not JSON or not an object; a CSV
-record with invalid UTF-8 or the wrong number of fields) become `DeadLetter(reason=mapping_error)`
+record with invalid UTF-8, broken quoting or the wrong number of fields; every physical line of a
+broken record that spans several) become `DeadLetter(reason=mapping_error)`
 on the `dead_letters` output. Their detail names the file, line and problem, never the content
 (a raw line may hold PII).
 """
@@ -232,10 +234,24 @@ class _Utf8Lines:
 
 def read_csv(handle: IO[bytes], path: str,
              keep: Callable[[str], bool] | None = None) -> Iterator[RowOrDeadLetter]:
-    """A header row, then records; every value a string, empty values None."""
+    """A header row, then records; every value a string, empty values None.
+
+    Quoting is read strictly (`csv` strict mode): a quote must close a field and be followed by
+    a comma or the end of the line. A quoted field may hold line breaks, so an unbalanced quote
+    would otherwise swallow every following line into one record. A record that spans several
+    physical lines and is broken (a quote never closed, text after a closing quote, the wrong
+    number of fields, invalid UTF-8) therefore becomes one dead letter per physical line, each
+    naming the span: nothing hides inside one record, and the report's row count matches the
+    lines a user counts (`wc -l` minus the header, blank lines aside).
+    """
     lines = _Utf8Lines(_lines(handle))
-    reader = csv.reader(lines)
-    header = next(reader, None)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        yield _unreadable(f"the header (line 1) of {path} cannot be parsed: {error}; no record "
+                          f"of the file was read", source_ref(path, 1))
+        return
     if header is None:
         return
     if lines.invalid:
@@ -248,27 +264,35 @@ def read_csv(handle: IO[bytes], path: str,
         lines.invalid = False
         first_line = reader.line_num + 1
         try:
-            record = next(reader)
+            record, problem = next(reader), None
         except StopIteration:
             return
         except csv.Error as error:
+            record, problem = None, f"cannot be parsed: {error}"
+        if problem is None and not record:          # a blank line is not a record
+            continue
+        if problem is None and lines.invalid:
+            problem = "is not valid UTF-8"
+        elif problem is None and len(record) != width:
+            problem = f"has {_fields(len(record))}; the header has {_fields(width)}"
+        last_line = reader.line_num
+        if problem is None:
             record_number += 1
-            where = f"CSV record {record_number} (line {first_line}) of {path}"
-            yield _unreadable(f"{where} cannot be parsed: {error}",
-                              source_ref(path, record_number))
-            continue
-        if not record:          # a blank line is not a record
-            continue
-        record_number += 1
-        source = source_ref(path, record_number)
-        where = f"CSV record {record_number} (line {first_line}) of {path}"
-        if lines.invalid:
-            yield _unreadable(f"{where} is not valid UTF-8", source)
-        elif len(record) != width:
-            yield _unreadable(f"{where} has {_fields(len(record))}; the header has "
-                              f"{_fields(width)}", source)
+            yield {name: record[index] or None for index, name in kept}, source_ref(
+                path, record_number)
+        elif last_line == first_line:
+            record_number += 1
+            yield _unreadable(f"CSV record {record_number} (line {first_line}) of {path} "
+                              f"{problem}", source_ref(path, record_number))
         else:
-            yield {name: record[index] or None for index, name in kept}, source
+            for line in range(first_line, last_line + 1):
+                record_number += 1
+                yield _unreadable(
+                    f"line {line} of {path} is one of lines {first_line}-{last_line}, read as one "
+                    f"CSV record that {problem}: a quote opened on line {first_line} and was not "
+                    f"closed where it should be? Each of the {last_line - first_line + 1} lines "
+                    f"is dead-lettered; fix the quoting and send the file again.",
+                    source_ref(path, record_number))
 
 
 def _fields(count: int) -> str:
