@@ -109,6 +109,7 @@ class FileSplit:
     file_format: str
     row_group: int | None = None    # Parquet only
     first_row: int = 1              # row number (from 1) of the split's first row
+    unreadable: str | None = None   # why the file cannot be read at all (a corrupt footer)
 
 
 def open_file(path: str, file_format: str) -> IO[bytes]:
@@ -311,13 +312,29 @@ class _PlanSplitsFn(beam.DoFn):
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[FileSplit]:
         path = readable.metadata.path
-        file_format = detect_format(path) if self._file_format == AUTO else self._file_format
         self._files.inc()
-        if file_format == PARQUET:
-            with open_file(path, PARQUET) as handle:
-                yield from plan_parquet_splits(path, handle)
-        else:
+        try:
+            file_format = detect_format(path) if self._file_format == AUTO else self._file_format
+        except ValueError as error:      # `exports/*` matched notes.txt
+            yield FileSplit(path, AUTO, unreadable=f"{error} None of its rows were read.")
+            return
+        if file_format != PARQUET:
             yield FileSplit(path, file_format)
+            return
+        try:
+            with open_file(path, PARQUET) as handle:
+                splits = list(plan_parquet_splits(path, handle))
+        except (pa.ArrowException, OSError) as error:    # empty, truncated, not Parquet at all
+            yield FileSplit(path, PARQUET, unreadable=(
+                f"{path} is not a readable Parquet file ({_first_line(error)}); none of its rows "
+                f"were read. Export it again, or remove it from the input."))
+            return
+        yield from splits
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else 'no message'}"
 
 
 class _ReadSplitFn(beam.DoFn):
@@ -334,11 +351,13 @@ class _ReadSplitFn(beam.DoFn):
         self._keep = column_selector(self._columns)
 
     def process(self, split: FileSplit) -> Iterator[RowChunk | beam.pvalue.TaggedOutput]:
+        if split.unreadable is not None:      # one dead letter stands for the whole file
+            self._unreadable.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, _unreadable(split.unreadable, split.path))
+            return
         with open_file(split.path, split.file_format) as handle:
             if split.file_format == PARQUET:
-                for chunk in read_parquet_row_group(handle, split, self._keep, self._chunk_size):
-                    self._rows_read.inc(len(chunk))
-                    yield chunk
+                yield from self._read_row_group(handle, split)
                 return
             chunks = ChunkBuilder(self._chunk_size)
             for item in _TEXT_READERS[split.file_format](handle, split.path, self._keep):
@@ -353,6 +372,22 @@ class _ReadSplitFn(beam.DoFn):
             last = chunks.flush()
             if last is not None:
                 yield last
+
+
+    def _read_row_group(self, handle: IO[bytes],
+                        split: FileSplit) -> Iterator[RowChunk | beam.pvalue.TaggedOutput]:
+        row_number = split.first_row
+        try:
+            for chunk in read_parquet_row_group(handle, split, self._keep, self._chunk_size):
+                self._rows_read.inc(len(chunk))
+                row_number += len(chunk)
+                yield chunk
+        except (pa.ArrowException, OSError) as error:   # a corrupt page past a good footer
+            self._unreadable.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, _unreadable(
+                f"row group {split.row_group} of {split.path} cannot be read from row "
+                f"{row_number} on ({_first_line(error)}); the rows before it were read.",
+                source_ref(split.path, row_number)))
 
 
 def _as_patterns(patterns: str | Iterable[str]) -> list[str]:
@@ -397,17 +432,6 @@ class ReadFiles(beam.PTransform):
         self._file_format = file_format
         self._columns = None if columns is None else list(columns)
         self._chunk_size = chunk_size
-
-    @property
-    def reads_text(self) -> bool:
-        """Whether JSONL/CSV files can be read (the only ones with unreadable rows): False when
-        the format is parquet or every pattern names Parquet files (`*.parquet`)."""
-        if self._file_format != AUTO:
-            return self._file_format != PARQUET
-        try:
-            return any(detect_format(pattern) != PARQUET for pattern in self._patterns)
-        except ValueError:      # `exports/*`: any format
-            return True
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         paths = (

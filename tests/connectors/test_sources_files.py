@@ -345,17 +345,26 @@ def test_chunk_builder_hands_out_full_chunks_then_the_rest() -> None:
     assert builder.flush() is None
 
 
-@pytest.mark.parametrize("patterns, file_format, reads_text", [
-    (["exports/*.parquet"], "auto", False),
-    (["a/*.parquet", "b/part-*.PQ"], "auto", False),
-    (["exports/*"], "parquet", False),
-    (["exports/*.parquet", "extra/*.jsonl.gz"], "auto", True),
-    (["exports/*"], "auto", True),                   # the extension says nothing: any format
-    (["exports/*.parquet"], "csv", True),
-])
-def test_reads_text_only_when_a_text_file_can_match(patterns, file_format, reads_text):
-    """Only JSONL/CSV files have unreadable rows; the pipeline skips an always-empty writer."""
-    assert ReadFiles(patterns, file_format=file_format).reads_text is reads_text
+def test_a_corrupt_empty_or_unknown_file_in_a_glob_is_one_dead_letter_naming_it(tmp_path: Path) -> None:
+    good = write_parquet(tmp_path / "part-0.parquet", [order_row(1)], ORDER_SCHEMA)
+    (tmp_path / "part-1.parquet").write_bytes(b"")
+    (tmp_path / "part-2.parquet").write_bytes(b"this is not a parquet file at all")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    empty, garbage, notes = (str(tmp_path / name) for name in ("part-1.parquet", "part-2.parquet",
+                                                               "notes.txt"))
+    run_read(ReadFiles([str(tmp_path / "*")]), [chunk(str(good), [(1, as_read(order_row(1)))])], [
+        unreadable(f"{empty} is not a readable Parquet file (ArrowInvalid: Parquet file size is 0 "
+                   "bytes); none of its rows were read. Export it again, or remove it from the "
+                   "input.", empty),
+        unreadable(f"{garbage} is not a readable Parquet file (ArrowInvalid: Parquet magic bytes "
+                   "not found in footer. Either the file is corrupted or this is not a parquet "
+                   "file.); none of its rows were read. Export it again, or remove it from the "
+                   "input.", garbage),
+        unreadable(f"Cannot tell the format of {notes} from its extension (expected .parquet/.pq, "
+                   ".jsonl/.ndjson/.json or .csv, optionally compressed like .jsonl.gz); pass the "
+                   "format explicitly (--input-format parquet|jsonl|csv). None of its rows were "
+                   "read.", notes),
+    ])
 
 
 def test_a_local_parquet_file_is_opened_by_pyarrow_and_text_through_beam(tmp_path: Path) -> None:
