@@ -14,7 +14,12 @@ from concurrent import futures
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipeline import outputs
 from pipeline import report as run_report
@@ -29,6 +34,7 @@ from pipeline.incremental import (
 )
 from pipeline.logs import AUTH_FAILED
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
+from pipeline.source_check import check_source
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -141,6 +147,8 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
     check_outputs_writable(opts, dead_letter_prefix)
+    schema_notes = check_source(opts, mapping_plan, lower_bound,
+                                options.view_as(GoogleCloudOptions).project)
     apply_runner_defaults(options, argv)
     return options, RunPlan(
         options=opts,
@@ -149,6 +157,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
         filter_since_ms=int(event_time_floor.timestamp() * 1000) if event_time_floor else None,
         dead_letter_prefix=dead_letter_prefix,
         watermark=watermark,
+        schema_notes=schema_notes,
     )
 
 
