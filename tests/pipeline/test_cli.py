@@ -205,3 +205,12 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulat
     assert list((out / "dead").glob("dead-*")) == []
     assert all(path.name.startswith("beam-temp-dead-") for path in (out / "dead").glob("*"))
     assert 0 < emulator.stats["recorded"] < 3_600
+
+
+def test_a_look_alike_character_in_a_mapping_path_exits_2_before_reading(capsys, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("extends: default\nuser:\n  fields:\n    email: us\u0435r.email\n", encoding="utf-8")
+    assert main(["--input", str(tmp_path / "missing.parquet"), "--mapping", str(mapping), *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert "U+0435 CYRILLIC SMALL LETTER IE at position 3" in err and str(mapping) in err
+    assert "Traceback" not in err
