@@ -53,7 +53,6 @@ EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
 EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
-EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 class RunStopped(CapiSyncError):
