@@ -38,7 +38,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from connectors.rows import ChunkBuilder, RowChunk, source_ref
-from transforms.deadletter import DeadLetter
+from transforms import metrics
+from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.reasons import MAPPING_ERROR
 
 _LOG = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ AUTO, PARQUET, JSONL, CSV = "auto", "parquet", "jsonl", "csv"
 FILE_FORMATS = (AUTO, PARQUET, JSONL, CSV)
 
 CHUNKS = "chunks"                 # main output tag of ReadFiles
-DEAD_LETTERS = "dead_letters"     # tagged output of ReadFiles: DeadLetter records
 
 _FORMAT_BY_EXTENSION = {
     ".parquet": PARQUET, ".pq": PARQUET,
@@ -283,7 +283,7 @@ class _PlanSplitsFn(beam.DoFn):
 
     def __init__(self, file_format: str) -> None:
         self._file_format = file_format
-        self._files = Metrics.counter("capi", "source_files")
+        self._files = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_FILES)
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[FileSplit]:
         path = readable.metadata.path
@@ -303,8 +303,8 @@ class _ReadSplitFn(beam.DoFn):
         self._columns = None if columns is None else list(columns)
         self._chunk_size = chunk_size
         self._keep: Callable[[str], bool] | None = None
-        self._rows_read = Metrics.counter("capi", "source_rows_read")
-        self._unreadable = Metrics.counter("capi", "source_rows_unreadable")
+        self._rows_read = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_ROWS_READ)
+        self._unreadable = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_ROWS_UNREADABLE)
 
     def setup(self) -> None:
         self._keep = column_selector(self._columns)

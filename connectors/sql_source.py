@@ -38,6 +38,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from connectors.rows import RowChunk, arrow_batch_to_rows, source_ref, to_plain
+from transforms import metrics
 from transforms.errors import CapiSyncError, ConfigError
 
 _LOG = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class _ReadSqlFn(beam.DoFn):
         self._params = None if params is None else dict(params)
         self._chunk_size = chunk_size
         self._label = label
-        self._rows_read = Metrics.counter("capi", "source_rows_read")
+        self._rows_read = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_ROWS_READ)
 
     def __repr__(self) -> str:
         return f"_ReadSqlFn({redact_url(self._url)!r}, label={self._label!r})"

@@ -74,6 +74,8 @@ def _run(argv: list[str]) -> int:
         print(f"capi-sync: {exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
     print(format_summary(outcome.report))
+    for problem in outcome.not_saved:
+        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
     return outcome.exit_code
 
 

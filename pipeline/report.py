@@ -1,13 +1,8 @@
 """The run report (contract section 7): one JSON object, reconciled, plus a readable summary.
 
 Every figure comes from Beam metrics in namespace "capi", so the same report works on
-DirectRunner and Dataflow. Counter names (grep for them in the Dataflow UI):
-  rows_read                    rows (or replayed dead-letter records) that entered the pipeline
-  events_accepted              events the API acknowledged (validated, under --validate-only)
-  dead_lettered.<reason>       dead-letter records written, by reason
-  skipped.<reason>             rows left out on purpose (excluded_event, no_consent, duplicate, ...)
-  requests, retries, http_<status>    delivery figures from the sink
-  mapper.<name>                what the mapper left out or defaulted (e.g. timestamp_defaulted)
+DirectRunner and Dataflow. The counter names (grep for them in the Dataflow UI) are listed and
+spelled in transforms/metrics.py.
 """
 from __future__ import annotations
 
@@ -15,15 +10,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-NAMESPACE = "capi"
+from pipeline.outputs import write_file
+from transforms import metrics
 
 
 def counters_from_result(result) -> dict[str, int]:
     """Committed counter values of namespace 'capi', summed over steps."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    query = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
     totals: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -37,19 +32,19 @@ def _with_prefix(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 
 def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any]:
-    dead_letter_reasons = _with_prefix(counters, "dead_lettered.")
-    skip_reasons = _with_prefix(counters, "skipped.")
+    dead_letter_reasons = _with_prefix(counters, metrics.DEAD_LETTERED_PREFIX)
+    skip_reasons = _with_prefix(counters, metrics.SKIPPED_PREFIX)
     report = {
-        "rows_read": counters.get("rows_read", 0),
-        "events_accepted": counters.get("events_accepted", 0),
+        "rows_read": counters.get(metrics.ROWS_READ, 0),
+        "events_accepted": counters.get(metrics.EVENTS_ACCEPTED, 0),
         "events_dead_lettered": sum(dead_letter_reasons.values()),
         "events_skipped": sum(skip_reasons.values()),
         "dead_letter_reasons": dead_letter_reasons,
         "skip_reasons": skip_reasons,
-        "requests": counters.get("requests", 0),
-        "retries": counters.get("retries", 0),
-        "http_statuses": _with_prefix(counters, "http_"),
-        "mapper_counters": _with_prefix(counters, "mapper."),
+        "requests": counters.get(metrics.REQUESTS, 0),
+        "retries": counters.get(metrics.RETRIES, 0),
+        "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
     accounted = report["events_accepted"] + report["events_dead_lettered"] + report["events_skipped"]
     report["reconciled"] = report["rows_read"] == accounted
@@ -58,8 +53,7 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+    write_file(path, json.dumps(report, indent=2, sort_keys=False, default=str).encode())
 
 
 def format_summary(report: Mapping[str, Any]) -> str:

@@ -207,7 +207,6 @@ class ColumnarMapper:
         detail = (f"the file's rows cannot be read as records ({type(exc).__name__}:"
                   f" {str(exc)[:200]}); fix the export's schema (for example rename a struct"
                   " field that appears twice) and run again")
-        self.counters[f"dead_letter.{reasons.MAPPING_ERROR}"] += batch.num_rows
         for source in sources:
             yield MapResult(dead_letter=DeadLetter(reasons.MAPPING_ERROR, detail, source=source))
 

@@ -39,6 +39,7 @@ from transforms.events import (
 from transforms.mapping import MappingPlan
 from transforms.money import normalize_currency, to_minor_units
 from transforms.normalize import as_text
+from transforms.source_url import normalize_source_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import NOT_BUILT, UserBuilder
 from transforms.validate import CONTENTS_ITEM, name_item, validate_event
@@ -229,7 +230,6 @@ class RowMapper:
         try:
             return self._map(row, source, built_user, group)
         except InvalidValueError as exc:
-            self.counters[f"dead_letter.{exc.reason}"] += 1
             return MapResult(dead_letter=DeadLetter(
                 reason=exc.reason, detail=exc.detail, event_id=self._safe_id(row),
                 source=source, pixel_id=self._safe_pixel_id(row)))
@@ -319,8 +319,8 @@ class RowMapper:
                 event["action_source"] = action_source.lower()
         if plan.source_url is not None:
             url = _text(plan.source_url.get(row, counters), "event.source_url")
-            if url is not None:
-                event["source_url"] = url
+            if url is not None:   # origin and path; the validator checks it is absolute
+                event["source_url"] = normalize_source_url(url, plan.source_url_keep_query)
         if plan.oppref is not None:
             oppref = _text(plan.oppref.get(row, counters), "event.oppref")
             if oppref is not None:
@@ -351,7 +351,6 @@ class RowMapper:
         self._stage = "validation"
         violation = validate_event(event, now_ms)
         if violation is not None:
-            counters[f"dead_letter.{violation.reason}"] += 1
             detail = violation.detail
             if (violation.reason == reasons.STALE_TIMESTAMP
                     and plan.timestamp_unit == MILLISECONDS

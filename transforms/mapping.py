@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import importlib.resources
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,15 +38,16 @@ from transforms.paths import (
     split_alternatives,
     template_text,
 )
+from transforms.source_url import is_absolute_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import DEFAULT_PROFILE, LOGICAL_FIELDS
+from transforms.validate import check_custom_event_name
 
 DEFAULT_MAPPING_RESOURCE = "default_mapping.yaml"
 PRESETS_DIRECTORY = "presets"
 DEFAULT_MAPPING_NAME = "<default mapping>"
 DEFAULT_ACTION_SOURCE = "web"
 DEFAULT_CONSENT_VALUES = (True, 1, "true", "yes", "y", "1", "granted")
-_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 # --- the compiled plan ---------------------------------------------------------------------------
@@ -165,6 +165,7 @@ class MappingPlan:
     oppref: ValueSource | None = None
     action_source: ValueSource | None = None
     source_url: ValueSource | None = None
+    source_url_keep_query: bool = False         # event.source_url: {path: ..., keep_query: true}
     opt_out: ValueSource | None = None
     amount: ValueSource | None = None
     amount_unit: str = MAJOR
@@ -521,10 +522,19 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
                               "write an ISO-8601 text or epoch milliseconds")
     custom_name_spec = event.get("custom_event_name")
     if isinstance(custom_name_spec, dict) and isinstance(custom_name_spec.get("constant"), str):
-        if not _CUSTOM_EVENT_NAME.fullmatch(custom_name_spec["constant"].strip().lower()):
-            c.problem("event.custom_event_name.constant",
-                      "is not 1-64 characters of a-z, 0-9, '_' or '-'",
+        violation = check_custom_event_name(custom_name_spec["constant"].strip().lower())
+        if violation is not None:
+            c.problem("event.custom_event_name.constant", violation.detail,
                       "use a name such as newsletter_signup")
+    source_url_spec = event.get("source_url")
+    keep_query = isinstance(source_url_spec, dict) and source_url_spec.get("keep_query", False)
+    if isinstance(source_url_spec, dict):
+        for key in ("constant", "default"):
+            value = source_url_spec.get(key)
+            if isinstance(value, str) and not is_absolute_url(value.strip()):
+                c.problem(f"event.source_url.{key}", "is not an absolute URL with a scheme and a"
+                                                     " host", "write a URL such as"
+                                                              " https://shop.example.com/checkout")
     action_source = c.value_source(event.get("action_source"), "event.action_source")
     if action_source is None:    # the contract: missing -> web
         action_source = ValueSource("event.action_source", default=DEFAULT_ACTION_SOURCE)
@@ -580,6 +590,7 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         oppref=oppref,
         action_source=action_source,
         source_url=source_url,
+        source_url_keep_query=keep_query,
         opt_out=opt_out,
         amount=amount,
         amount_unit=amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR,

@@ -311,7 +311,8 @@ JSONL_BAD_ROWS = [
     (5, "invalid_timestamp", "event.timestamp_ms: a boolean is not a timestamp",
      lambda n: ca_row(f"j-time-bool-{n}", context__event_timestamp=True)),
     (2, "invalid_custom_event_name",
-     "custom_event_name must be 1-64 characters of a-z, 0-9, '_' or '-'",
+     "custom_event_name must be 1-64 letters, digits, '_' or '-', starting and ending with a"
+     " letter or a digit",
      lambda n: ca_row(f"j-name-1mb-{n}", "x" * MB)),
     (2, "invalid_currency", "data.currency is not an ISO 4217 currency code",
      lambda n: ca_row(f"j-currency-1mb-{n}", currency="U" * MB)),
