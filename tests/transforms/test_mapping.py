@@ -174,7 +174,7 @@ pixel_id: partners.openai.pixel_id
     ("extends: default\ndata:\n  amount: {path: value, unit: cents}\n", "data.amount.unit",
      "'cents' is not allowed here", "use one of: major, minor"),
     ("extends: default\nevent:\n  timestamp_ms: {path: t, unit: minutes}\n",
-     "event.timestamp_ms.unit", "'minutes' is not allowed here", "use one of: ms, s, iso"),
+     "event.timestamp_ms.unit", "'minutes' is not allowed here", "use one of: ms, s, us, ns, iso"),
     ("extends: default\nevent:\n  oppref: {path: x, unit: ms}\n", "event.oppref.unit",
      "unknown key 'unit'", "allowed keys here: constant, default, path"),
     ("extends: default\nuser:\n  profile: legacy\n", "user.profile", "'legacy' is not allowed",
