@@ -1,6 +1,6 @@
 """The delivery sink: a DoFn that sends request-sized batches through `CapiClient`.
 
-Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate (type, id)). The
+Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate dedup key). The
 main output is the number of events the API accepted per batch; every event that was not
 accepted leaves on the tagged output "dead_letters" as a `DeadLetter` carrying its reason, id,
 source and the event itself (so the record can be replayed). Counters (names in

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import signal
 import sys
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
+EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 def _help_text() -> str:
@@ -51,11 +54,34 @@ def main(argv: list[str] | None = None) -> int:
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
+    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c)
     POOL.start(planned_worker_processes(argv))
     try:
         return _run(argv)
     finally:
+        signal.signal(signal.SIGINT, previous)
         POOL.close()
+
+
+INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and no watermark "
+               "were written, and no dead-letter file was completed. Events sent so far are "
+               "recorded; running again resends them safely (the API deduplicates).")
+
+
+def _stop_on_ctrl_c(signum, frame) -> None:
+    """One line and exit 130, at once: no Beam thread gets to print its traceback.
+
+    The worker processes ignore SIGINT (the terminal sends it to the whole process group) and
+    are killed here. Nothing is half-written: the report and the state file are only written
+    after the run, each by an atomic rename, and dead letters only become files when Beam
+    renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
+    """
+    from pipeline.warm_workers import POOL     # imported before this handler was installed
+
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    POOL.kill_all()
+    sys.stdout.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _run(argv: list[str]) -> int:

@@ -173,7 +173,7 @@ class CapiSyncOptions(PipelineOptions):
             "--dedupe",
             action="store_true",
             default=False,
-            help="run-wide dedup on (pixel, type, id); costs a shuffle",
+            help="run-wide dedup on (pixel, event name, id); costs a shuffle",
         )
         delivery.add_argument(
             "--skip-preflight",
