@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from transforms.errors import ConfigError
 from transforms.schema_check import check_mapping, raise_for_problems
 
 LOG = logging.getLogger(__name__)
@@ -31,7 +32,14 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
     if opts.input:
         if opts.input_format == "dead-letter":
             return None
-        return source_peek.columns_of_files(opts.input, opts.input_format)
+        try:
+            return source_peek.columns_of_files(opts.input, opts.input_format)
+        except ValueError as error:     # a name whose extension says nothing: --input-format
+            raise ConfigError(str(error)) from None
+        except Exception as error:      # noqa: BLE001 - an unreadable file: the read decides
+            LOG.warning("The file schemas could not be read (%s: %s); the mapping was not "
+                        "checked against them.", type(error).__name__, str(error)[:200])
+            return None
     if opts.sql_url:
         return source_peek.columns_of_sql(opts.sql_url, opts.sql_query,
                                           sql_params(opts.sql_query, since))
