@@ -34,7 +34,7 @@ from pipeline.incremental import (
 )
 from pipeline.logs import AUTH_FAILED
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
-from pipeline.source_check import check_source
+from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -43,7 +43,6 @@ from pipeline.warm_workers import (
     worker_count,
 )
 from transforms import reasons
-from transforms.coverage import mapped_capi_fields
 from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
@@ -239,7 +238,7 @@ def run(argv: list[str]) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
-        mapped_fields=mapped_capi_fields(plan.mapping_plan) if plan.schema_notes is None
+        mapped_fields=fields_to_watch(plan.mapping_plan) if plan.schema_notes is None
         else None,                     # unchecked source: warn about fields empty on all events
         schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,

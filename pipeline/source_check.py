@@ -66,3 +66,16 @@ def check_source(opts, mapping_plan, since: dt.datetime | None = None,
     for note in result.notes:
         LOG.warning("Mapping %s: %s", mapping_plan.name, note)
     return result.notes
+
+
+def fields_to_watch(mapping_plan) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """For a run whose source was not checked: mapping location -> (the CAPI fields it fills,
+    inherited from the default mapping?), for the report's empty-field warnings."""
+    from transforms.coverage import mapped_capi_fields
+    from transforms.mapping import load_mapping
+    from transforms.schema_check import planned_paths
+
+    inherited = {field.location for field in planned_paths(mapping_plan, load_mapping())
+                 if field.inherited}
+    return {location: (fields, location in inherited)
+            for location, fields in mapped_capi_fields(mapping_plan).items()}

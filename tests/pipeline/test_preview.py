@@ -57,7 +57,7 @@ def test_preview_prints_hashed_events_and_fill_rates_without_a_key_or_a_send(
     table = {line.split()[0]: line.split()[1:] for line in fill[1:] if not line.startswith("note")}
     assert table["oppref"] == ["3", "75%", "event.oppref"]          # all 4 rows but order_2
     assert table["data.amount"] == ["3", "75%", "data.amount"]      # not the lead
-    assert table["data.contents"] == ["3", "75%", "data.contents"]
+    assert table["data.contents"] == ["3", "75%", "data.contents.path"]
     assert table["user.emails_sha256"] == ["4", "100%", "user.fields.email"]
     assert table["data.plan_id"] == ["0", "0%", "data.plan_id"]
     assert table["user.obref"] == ["0", "0%", "user.fields.obref"]

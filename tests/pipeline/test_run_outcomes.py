@@ -120,7 +120,8 @@ def test_the_exit_codes_are_documented_in_the_readme():
 
 def small_export() -> list[dict]:
     return [
-        ca_row("order_1"),                                                # every identifier
+        ca_row("order_1",                                                 # every identifier
+               context__device__advertising_id="38400000-8cf0-11bd-b23e-10b96e40000d"),
         ca_row("order_2", partners__openai__oppref=None, context__device__ip="not-an-ip"),
         ca_row("page_1", "page_view", value=None, currency=None, items=None,
                user__email=None, context__event_timestamp=None),          # timestamp -> now
@@ -140,7 +141,7 @@ def test_the_report_and_summary_carry_the_mappers_changes_and_identifier_coverag
     assert report["identifier_coverage"] == {
         "order_created": {"events": 2, "oppref": share(1, 2), "email": share(2, 2),
                           "phone": share(2, 2), "external_id": share(2, 2),
-                          "ip_and_user_agent": share(1, 2), "android_id": share(0, 2)},
+                          "ip_and_user_agent": share(1, 2), "android_id": share(1, 2)},
         "page_viewed": {"events": 1, "oppref": share(1, 1), "email": share(0, 1),
                         "phone": share(1, 1), "external_id": share(1, 1),
                         "ip_and_user_agent": share(1, 1), "android_id": share(0, 1)},
@@ -162,7 +163,7 @@ def test_the_report_and_summary_carry_the_mappers_changes_and_identifier_coverag
         "sent events by type  events  oppref   email   phone  external id  IP + user agent"
         "  Android id",
         "order_created             2   50.0%  100.0%  100.0%       100.0%            50.0%"
-        "        0.0%",
+        "       50.0%",
         "page_viewed               1  100.0%    0.0%  100.0%       100.0%           100.0%"
         "        0.0%",
         "-" * 34,        # the main table's rule
@@ -207,3 +208,18 @@ def test_sql_file_and_rate_mistakes_are_configuration_errors(emulator, tmp_path,
     assert code == 2
     assert message in capsys.readouterr().err
     assert emulator.stats["requests"] == 0
+
+
+def test_jsonl_default_mapping_fields_never_filled_share_one_warning(emulator, tmp_path, capsys):
+    row = ca_row("order_1", partners__openai__oppref=None)
+    row["context"]["event_timestamp"] = int(row["context"]["event_timestamp"].timestamp() * 1000)
+    del row["user"]
+    export = tmp_path / "orders.jsonl"
+    export.write_text(json.dumps(row) + "\n")
+    assert cli(emulator, tmp_path, "--input", str(export)) == 0
+    assert read_report(tmp_path / "report.json")["warnings"] == [
+        "fields of the default mapping empty on every sent event: event.custom_event_name, "
+        "event.oppref, event.opt_out, data.plan_id, user.fields.email, user.fields.phone, "
+        "user.fields.external_id, user.fields.first_name, user.fields.last_name, "
+        "user.fields.country, user.fields.city, user.fields.region, user.fields.postal_code, "
+        "user.fields.obref, user.fields.android_advertising_id"]
