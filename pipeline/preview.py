@@ -68,16 +68,16 @@ def field_names(row: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _parse(argv: list[str]):
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-    from pipeline.options import CapiSyncOptions, validate_options
+    from pipeline.options import CapiSyncOptions, parse_options, validate_options
 
     parser = argparse.ArgumentParser(prog="capi-sync preview", add_help=False)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     known, rest = parser.parse_known_args(argv)
     if known.rows < 1:
         raise ConfigError(f"--rows must be at least 1, got {known.rows}.")
-    options = PipelineOptions(rest)
+    options = parse_options(rest)     # a typo'd flag is an error, as in a run
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     if opts.input and opts.input_format == "dead-letter":

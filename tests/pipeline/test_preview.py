@@ -152,3 +152,11 @@ def test_preview_of_a_postgresql_query(tmp_path, capsys, postgres_url):
     fill = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  user.")}
     assert fill == {"user.emails_sha256": ["1", "50%", "user.fields.email"],
                     "user.ip_address": ["1", "50%", "user.fields.ip_address"]}
+
+
+def test_preview_refuses_a_typod_flag_and_dead_letter_files(tmp_path, capsys):
+    code, _, err = run_preview(capsys, "--input", "x.parquet", "--rowz", "3")
+    assert code == 2 and "unknown option --rowz" in err
+    code, _, err = run_preview(capsys, "--input", "x.jsonl", "--input-format", "dead-letter")
+    assert code == 2
+    assert "preview maps source rows; dead-letter files hold events mapped already" in err
