@@ -12,6 +12,7 @@ import sys
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
+from transforms.masking import mask_secrets
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
 
@@ -62,19 +63,24 @@ def _run(argv: list[str]) -> int:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
             outcome = runner.run(argv)
     except ConfigError as exc:
-        print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
+        _error(f"configuration error: {exc}\n{USAGE_HINT}")
         return runner.EXIT_CONFIG
     except runner.RunStopped as exc:
-        print(f"capi-sync: run stopped: {exc}", file=sys.stderr)
+        _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
     except AuthenticationError as exc:   # the preflight's refused key, before any read
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_AUTH
     except CapiSyncError as exc:
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_CONFIG
-    print(format_summary(outcome.report))
+    print(mask_secrets(format_summary(outcome.report)))
     return outcome.exit_code
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, as every message the program writes: keys masked."""
+    print(mask_secrets(f"capi-sync: {message}"), file=sys.stderr)
 
 
 def entry() -> None:

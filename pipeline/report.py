@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from transforms import metrics
+from transforms.masking import mask_secrets
 
 
 def counters_from_result(result) -> dict[str, int]:
@@ -44,6 +45,8 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
         "requests": counters.get(metrics.REQUESTS, 0),
         "retries": counters.get(metrics.RETRIES, 0),
         "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        # 2xx answers whose body was not JSON: accepted, but maybe not from the API (README)
+        "suspicious_2xx_bodies": counters.get(metrics.SUSPICIOUS_2XX_BODIES, 0),
         "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
     accounted = report["events_accepted"] + report["events_dead_lettered"] + report["events_skipped"]
@@ -54,7 +57,8 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
     with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+        text = json.dumps(report, indent=2, sort_keys=False, default=str)
+        handle.write(mask_secrets(text).encode())   # paths and options a user typed
 
 
 def format_summary(report: Mapping[str, Any]) -> str:
@@ -75,6 +79,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
                else "NOT RECONCILED: rows read != accepted + dead-lettered + skipped")
     rule = "-" * (width + 14)
     footer = [verdict]
+    if report.get("suspicious_2xx_bodies"):
+        footer.append(f"WARNING: {report['suspicious_2xx_bodies']:,} answers were 2xx with a body "
+                      "that is not JSON: a proxy or captive portal may have answered instead of "
+                      "the API (see the README, Delivery)")
     files = dict(report)
     if files.get("dead_letter_prefix") is not None:     # one set of files per step, if any
         files["dead_letter_prefix"] = (f"{files['dead_letter_prefix']}-*.jsonl"

@@ -20,7 +20,7 @@ from pipeline import report as run_report
 from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
-from pipeline.logs import AUTH_FAILED
+from pipeline.logs import STOP_MARKERS
 from pipeline.options import CapiSyncOptions, validate_options
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
@@ -42,7 +42,8 @@ EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay 
 
 
 class RunStopped(CapiSyncError):
-    """A worker stopped the run because the API refused the key; the message is the cause."""
+    """A worker stopped the run because the API refused the key or the endpoint is wrong
+    (connectors.capi_client.DeliveryStopped); the message is the cause."""
 
 
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
@@ -55,16 +56,17 @@ def refused_key_message(exc: BaseException) -> str | None:
     another process comes back as Beam's RuntimeError around the worker's traceback, which
     holds the message we wrote. Either way, the cause is our one line.
     """
-    from connectors.capi_client import AuthenticationError
+    from connectors.capi_client import DeliveryStopped  # a refused key, a wrong endpoint
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, AuthenticationError):
+        if isinstance(seen, DeliveryStopped):
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if AUTH_FAILED in text:
-        return _BEAM_STEP_SUFFIX.sub("", text[text.index(AUTH_FAILED):].splitlines()[0])
+    for marker in STOP_MARKERS:
+        if marker in text:
+            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
     return None
 
 
