@@ -75,6 +75,8 @@ def _run(argv: list[str]) -> int:
         _error(str(exc))
         return runner.EXIT_CONFIG
     print(mask_secrets(format_summary(outcome.report)))
+    for problem in outcome.not_saved:
+        _error(f"not saved: {problem}")
     return outcome.exit_code
 
 

@@ -28,6 +28,8 @@ class RunPlan:
     since: dt.datetime | None          # lower bound pushed down to the source
     filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
     dead_letter_prefix: str
+    watermark: dt.datetime | None = None   # what --state-file held at start (compare-and-swap)
+    schema_notes: tuple[str, ...] = ()  # mapping vs the source's columns (pipeline/source_check)
 
 
 class SyncToCapi(beam.PTransform):

@@ -7,7 +7,10 @@ pass through untouched. Secrets never travel here: the options name *where* the 
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import re
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -18,6 +21,8 @@ from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 DEFAULT_API_KEY_ENV = "OPENAI_CAPI_API_KEY"
 INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
 
 
 class CapiSyncOptions(PipelineOptions):
@@ -28,12 +33,16 @@ class CapiSyncOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         source = parser.add_argument_group("source (exactly one of)")
+        # nargs="+": an unquoted glob reaches us already expanded by the shell into several
+        # paths (--input a.parquet b.parquet); every one of them is read.
         source.add_argument(
             "--input",
-            action="append",
+            action="extend",
+            nargs="+",
             default=None,
             metavar="PATTERN",
-            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; repeatable",
+            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; several paths and "
+                 "repeated --input are all read",
         )
         source.add_argument(
             "--input-format",
@@ -198,6 +207,70 @@ class CapiSyncOptions(PipelineOptions):
         )
 
 
+class _ParserBuilt(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__("parser built")
+        self.parser = parser
+
+
+def _beam_parser(options: PipelineOptions) -> argparse.ArgumentParser:
+    """The parser Beam itself builds from every PipelineOptions subclass (ours, Dataflow's,
+    ...), taken through get_all_options' public `add_extra_args_fn` hook before Beam parses
+    with it (and logs "Discarding unparseable args" with the arguments' text)."""
+    def stop(parser: argparse.ArgumentParser) -> None:
+        raise _ParserBuilt(parser)
+    try:
+        options.get_all_options(add_extra_args_fn=stop)
+    except _ParserBuilt as built:
+        return built.parser
+    raise AssertionError("PipelineOptions.get_all_options did not call add_extra_args_fn")
+
+
+def _refuse(message: str) -> None:
+    raise ConfigError(message)   # masked by ConfigError itself (transforms/masking.py)
+
+
+def parse_options(argv: Sequence[str]) -> PipelineOptions:
+    """argv -> PipelineOptions, refusing every argument Beam would discard or choke on.
+
+    Beam keeps what it knows and drops the rest with a warning; for us a dropped argument is a
+    configuration error (exit 2): a typo'd flag (--pixelid), an option that does not exist
+    (--api-key sk-...: the message masks the key) or a stray value.
+    """
+    argv = list(argv)
+    parser = _beam_parser(PipelineOptions(argv))
+    parser.exit_on_error = False
+    parser.error = _refuse     # argparse's own errors ("invalid int value: ...") without exit
+    try:
+        _, unparsed = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        _refuse(f"{error}.")
+    if unparsed:
+        _refuse(_unparsed_message(unparsed, parser))
+    return PipelineOptions(argv)
+
+
+def _unparsed_message(unparsed: list[str], parser: argparse.ArgumentParser) -> str:
+    """'unknown option --pixelid px_1 (did you mean --pixel-id?)', 'stray value b.parquet'."""
+    known = [action.option_strings[0] for action in parser._actions if action.option_strings]
+    problems = []
+    for arg in unparsed:
+        if arg.startswith("-") or not problems:
+            flag = arg.split("=", 1)[0]
+            if arg.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problems.append([f"unknown option {arg}", hint])
+            else:
+                problems.append([f"stray value {arg}", " (several paths go right after one "
+                                 "--input: --input a.parquet b.parquet)"])
+        else:
+            problems[-1][0] += f" {arg}"
+    listed = "; ".join(text + hint for text, hint in problems)
+    return (f"{listed}. Every argument must be an option of `capi-sync --help` or of Beam "
+            f"(--runner, --project, ...); capi-sync ignores none.")
+
+
 def validate_options(opts: CapiSyncOptions) -> None:
     """Fails fast, before any data is read, with a message that says how to fix the options."""
     sources = [
@@ -236,15 +309,20 @@ def validate_options(opts: CapiSyncOptions) -> None:
             "--api-key-secret must be a Secret Manager resource name like "
             "projects/my-project/secrets/capi-key/versions/latest."
         )
-    if looks_like_api_key(opts.api_key_env or ""):
+    if opts.api_key_env is not None and not _ENV_NAME.match(opts.api_key_env):
+        # Never echo the value: "OPENAI_CAPI_API_KEY=sk-...", " sk-..." or "Bearer sk-..."
+        # all hold the key itself.
+        if looks_like_api_key(opts.api_key_env):
+            raise ConfigError(
+                "--api-key-env takes the NAME of an environment variable, and its value "
+                "looks like a key. Put the key in the environment (export "
+                "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history.")
         raise ConfigError(
-            "--api-key-env takes the NAME of an environment variable, and its value "
-            "looks like a key. Put the key in the environment (export "
-            "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history."
-        )
+            "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
+            "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
     check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
 
 
 def looks_like_api_key(value: str) -> bool:
-    return value.startswith("sk-")
+    return "sk-" in value or "bearer" in value.lower()
 

@@ -10,9 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
+from pipeline.outputs import write_file
 from transforms import metrics
 from transforms.masking import mask_secrets
 
@@ -56,9 +56,8 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        text = json.dumps(report, indent=2, sort_keys=False, default=str)
-        handle.write(mask_secrets(text).encode())   # paths and options a user typed
+    text = json.dumps(report, indent=2, sort_keys=False, default=str)
+    write_file(path, mask_secrets(text).encode())   # paths and options a user typed
 
 
 def format_summary(report: Mapping[str, Any]) -> str:

@@ -14,14 +14,27 @@ from concurrent import futures
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
+from pipeline import outputs
 from pipeline import report as run_report
 from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
-from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
+from pipeline.incremental import (
+    StateFileChanged,
+    effective_since,
+    parse_since,
+    read_watermark,
+    write_watermark,
+)
 from pipeline.logs import STOP_MARKERS
-from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.options import CapiSyncOptions, parse_options, validate_options
+from pipeline.source_check import check_source
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -39,6 +52,8 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
+EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 class RunStopped(CapiSyncError):
@@ -74,6 +89,7 @@ def refused_key_message(exc: BaseException) -> str | None:
 class RunOutcome:
     report: dict[str, Any]
     exit_code: int
+    not_saved: tuple[str, ...] = ()    # why a result could not be written, one line each
 
 
 def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
@@ -120,26 +136,39 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     """Parses and checks everything; raises ConfigError before any data is read."""
     from transforms.mapping import load_mapping
 
-    options = PipelineOptions(argv)
+    options = parse_options(argv)    # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     mapping_plan = load_mapping(opts.mapping)
     now = now or dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
-    watermark = read_watermark(opts.state_file) if opts.state_file else None
+    watermark = read_watermark(opts.state_file, now) if opts.state_file else None
     lower_bound = effective_since(since, watermark, now)
     # Files carry event times, not load times: filtering them by the watermark could skip rows
     # that arrived late, so only an explicit --since filters mapped events (see the README).
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
+    check_outputs_writable(opts, dead_letter_prefix)
+    schema_notes = check_source(opts, mapping_plan, lower_bound,
+                                options.view_as(GoogleCloudOptions).project)
     apply_runner_defaults(options, argv)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,
         since=lower_bound,
         filter_since_ms=int(event_time_floor.timestamp() * 1000) if event_time_floor else None,
-        dead_letter_prefix=opts.dead_letter or os.path.join("dead_letters", run_id, "dead"),
+        dead_letter_prefix=dead_letter_prefix,
+        watermark=watermark,
+        schema_notes=schema_notes,
     )
+
+
+def check_outputs_writable(opts: CapiSyncOptions, dead_letter_prefix: str) -> None:
+    outputs.check_writable(dead_letter_prefix, "--dead-letter", is_prefix=True)
+    for location, what in ((opts.report, "--report"), (opts.state_file, "--state-file")):
+        if location:
+            outputs.check_writable(location, what)
 
 
 def preflight(opts: CapiSyncOptions) -> None:
@@ -187,11 +216,34 @@ def run(argv: list[str]) -> RunOutcome:
         dead_letter_prefix=plan.dead_letter_prefix,
         report_path=opts.report,
     )
-    if opts.report:
-        run_report.write_report(report, opts.report)
     exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
-    if opts.state_file and not exhausted and not opts.validate_only:
-        write_watermark(opts.state_file, started_at, {
-            k: report[k] for k in ("rows_read", "events_accepted", "events_dead_lettered",
-                                   "events_skipped", "started_at")})
-    return RunOutcome(report, EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK)
+    not_saved = save_results(report, plan, started_at, advance=not exhausted)
+    code = EXIT_NOT_SAVED if not_saved else EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK
+    return RunOutcome(report, code, not_saved)
+
+
+def save_results(report: dict[str, Any], plan: RunPlan, started_at: dt.datetime,
+                 advance: bool) -> tuple[str, ...]:
+    """Writes the report and advances the watermark; what failed, one line each (never raises
+    for a full or read-only disk: the summary is printed anyway and the run exits 7)."""
+    opts, not_saved = plan.options, []
+    if opts.report:
+        try:
+            run_report.write_report(report, opts.report)
+        except OSError as error:
+            not_saved.append(f"the report was not written to {opts.report}: {_why(error)}")
+    if opts.state_file and advance and not opts.validate_only:
+        try:
+            write_watermark(opts.state_file, started_at, {
+                k: report[k] for k in ("rows_read", "events_accepted", "events_dead_lettered",
+                                       "events_skipped", "started_at")}, plan.watermark)
+        except StateFileChanged as changed:
+            not_saved.append(str(changed))
+        except OSError as error:
+            not_saved.append(f"the watermark was not advanced in {opts.state_file}: "
+                             f"{_why(error)}; the next run reads from the old one again")
+    return tuple(not_saved)
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error).splitlines()[0][:200]

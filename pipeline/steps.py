@@ -146,7 +146,7 @@ class ReplayDeadLetters(beam.DoFn):
 
 
 class BatchRequests(beam.DoFn):
-    """Lists of MappedEvent -> requests of <= batch_size events per pixel, no (type, id) twice.
+    """Lists of MappedEvent -> requests of <= batch_size events per pixel, no dedup key twice.
 
     Batches fill across the whole bundle and the remainder is flushed in finish_bundle, so a
     bundle of N events costs ceil(N / batch_size) requests per pixel, with no shuffle (the
@@ -172,7 +172,7 @@ class BatchRequests(beam.DoFn):
 
 
 class DedupeRunWide(beam.PTransform):
-    """Keeps the first event per (pixel, type, id) across the whole run (a shuffle)."""
+    """Keeps the first event per dedup key (pixel, event name, id) across the whole run (a shuffle)."""
 
     def expand(self, event_lists):
         return (event_lists

@@ -37,8 +37,9 @@ from transforms.events import (
 from transforms.mapping import MappingPlan
 from transforms.money import normalize_currency, to_minor_units
 from transforms.normalize import as_text
+from transforms.source_url import normalize_source_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
-from transforms.user_fields import UserBuilder
+from transforms.user_fields import NOT_BUILT, UserBuilder
 from transforms.validate import CONTENTS_ITEM, name_item, validate_event
 
 _CONTENTS_ALLOWED = frozenset({CONTENTS, PLAN_ENROLLMENT, CUSTOM})
@@ -189,18 +190,19 @@ class RowMapper:
         plan = self.plan
         self._event_names = dict(plan.event_names)
         self._exclude = frozenset(plan.exclude)
-        # Anything with build(row, counters); transforms.columnar swaps in precomputed users.
-        self.user_builder: Any = (
+        self.user_builder: UserBuilder | None = (
             UserBuilder(plan.user_profile, plan.user_fields, plan.default_phone_region)
             if plan.user_enabled and plan.user_fields else None)
         self._stage = "the row"
 
     # -- public --------------------------------------------------------------------------------
 
-    def map_row(self, row: Mapping[str, Any], source: str | None = None) -> MapResult:
-        """Map one row; never raises."""
+    def map_row(self, row: Mapping[str, Any], source: str | None = None, *,
+                built_user: Any = NOT_BUILT) -> MapResult:
+        """Map one row; never raises. `built_user`: the row's BuiltUser when the caller built
+        the user objects of many rows at once (UserBuilder.build_columns)."""
         try:
-            return self._map(row, source)
+            return self._map(row, source, built_user)
         except InvalidValueError as exc:
             return MapResult(dead_letter=DeadLetter(
                 reason=exc.reason, detail=exc.detail, event_id=self._safe_id(row),
@@ -228,7 +230,7 @@ class RowMapper:
         except Exception:  # noqa: BLE001
             return None
 
-    def _map(self, row: Mapping[str, Any], source: str | None) -> MapResult:
+    def _map(self, row: Mapping[str, Any], source: str | None, built_user: Any) -> MapResult:
         plan = self.plan
         counters = self.counters
         if not (self.positional or isinstance(row, Mapping)):
@@ -279,8 +281,8 @@ class RowMapper:
                 event["action_source"] = action_source.lower()
         if plan.source_url is not None:
             url = _text(plan.source_url.get(row, counters), "event.source_url")
-            if url is not None:
-                event["source_url"] = url
+            if url is not None:   # origin and path; the validator checks it is absolute
+                event["source_url"] = normalize_source_url(url, plan.source_url_keep_query)
         if plan.oppref is not None:
             oppref = _text(plan.oppref.get(row, counters), "event.oppref")
             if oppref is not None:
@@ -292,7 +294,11 @@ class RowMapper:
 
         if self.user_builder is not None:
             self._stage = "user fields"
-            user = self.user_builder.build(row, counters)
+            if built_user is NOT_BUILT:
+                user = self.user_builder.build(row, counters)
+            else:
+                user = built_user.user
+                counters.update(built_user.counts)
             if user is not None:
                 event["user"] = user
 

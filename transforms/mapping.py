@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import functools
 import importlib.resources
-import re
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
@@ -27,46 +27,60 @@ from transforms.mapping_schema import check_schema, format_problems, yaml_type
 from transforms.money import CURRENCY_EXPONENTS, MAJOR
 from transforms.paths import (
     EACH,
+    NO_PLACEHOLDERS,
     Path,
     PathSyntaxError,
     Template,
     ValueSource,
     compile_reference,
+    present,
     split_alternatives,
 )
+from transforms.source_url import is_absolute_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import DEFAULT_PROFILE, LOGICAL_FIELDS
+from transforms.validate import check_custom_event_name
 
 DEFAULT_MAPPING_RESOURCE = "default_mapping.yaml"
 DEFAULT_MAPPING_NAME = "<default mapping>"
 DEFAULT_ACTION_SOURCE = "web"
 DEFAULT_CONSENT_VALUES = (True, 1, "true", "yes", "y", "1", "granted")
-_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 # --- the compiled plan ---------------------------------------------------------------------------
 
 class ItemValueSource:
     """A contents item field: fallbacks that read the item (`items.X.id` -> `id` of each item)
-    or the row (`content_type`), then a default. Picklable."""
+    or the row (`content_type`), then a default. Emptiness is paths.present. Picklable."""
 
-    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted")
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "placeholders",
+                 "_defaulted")
 
     def __init__(self, name: str, refs: tuple[tuple[bool, Path], ...] = (), *,
-                 has_constant: bool = False, constant: Any = None, default: Any = None):
+                 has_constant: bool = False, constant: Any = None, default: Any = None,
+                 placeholders: frozenset[str] = NO_PLACEHOLDERS):
         self.name = name
         self.refs = tuple(refs)   # (reads the item?, path)
         self.has_constant = has_constant
         self.constant = constant
         self.default = default
+        self.placeholders = frozenset(placeholders)
         self._defaulted = f"{name}.defaulted"
 
     def __getstate__(self):
-        return (self.name, self.refs, self.has_constant, self.constant, self.default)
+        return (self.name, self.refs, self.has_constant, self.constant, self.default,
+                self.placeholders)
 
     def __setstate__(self, state):
         self.__init__(state[0], state[1], has_constant=state[2], constant=state[3],
-                      default=state[4])
+                      default=state[4], placeholders=state[5])
+
+    def with_refs(self, refs: tuple[tuple[bool, Any], ...]) -> ItemValueSource:
+        state = list(self.__getstate__())
+        state[1] = tuple(refs)
+        copy = ItemValueSource.__new__(ItemValueSource)
+        copy.__setstate__(tuple(state))
+        return copy
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ItemValueSource) and self.__getstate__() == other.__getstate__()
@@ -80,9 +94,10 @@ class ItemValueSource:
     def get(self, item: Any, row: Any, counters: Any = None) -> Any:
         if self.has_constant:
             return self.constant
+        placeholders = self.placeholders
         for reads_item, path in self.refs:
-            value = path.get(item if reads_item else row)
-            if value is not None and not (isinstance(value, str) and (not value or value.isspace())):
+            value = present(path.get(item if reads_item else row), placeholders)
+            if value is not None:
                 return value
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
@@ -127,6 +142,7 @@ class MappingPlan:
     oppref: ValueSource | None = None
     action_source: ValueSource | None = None
     source_url: ValueSource | None = None
+    source_url_keep_query: bool = False         # event.source_url: {path: ..., keep_query: true}
     opt_out: ValueSource | None = None
     amount: ValueSource | None = None
     amount_unit: str = MAJOR
@@ -146,6 +162,46 @@ class MappingPlan:
 
     def event_type_for(self, name: str) -> str:
         return dict(self.event_names).get(name.strip().lower(), CUSTOM)
+
+    def source_paths(self) -> tuple[Path, ...]:
+        """Every path the plan reads from a row, once each, in plan order (item-level paths
+        such as the `id` of `items.X.id` are not row paths; their list `items` is)."""
+        found: dict[Path, None] = {}
+
+        def record(path: Path) -> Path:
+            found.setdefault(path)
+            return path
+        rewrite_row_paths(self, record)
+        return tuple(found)
+
+
+def columns_of(paths: tuple[Path, ...]) -> tuple[str, ...]:
+    """The top-level columns `paths` may read, once each, in order."""
+    return tuple(dict.fromkeys(column for path in paths for column in path.top_level_columns()))
+
+
+def rewrite_row_paths(node: Any, replace: Callable[[Path], Any]) -> Any:
+    """`node` (a plan or any part of one) with every row-level Path replaced by `replace(path)`.
+
+    The one walk over a plan's fields: `MappingPlan.source_paths` records with it and
+    transforms.columnar swaps in tuple positions with it, so a new plan field is seen by both.
+    """
+    if isinstance(node, Path):
+        return replace(node)
+    if isinstance(node, Template):
+        return node.with_paths(replace)
+    if isinstance(node, ValueSource):
+        return node.with_refs(tuple(rewrite_row_paths(ref, replace) for ref in node.refs))
+    if isinstance(node, ItemValueSource):
+        return node.with_refs(tuple((reads_item, path if reads_item else replace(path))
+                                    for reads_item, path in node.refs))
+    if isinstance(node, tuple):
+        return tuple(rewrite_row_paths(member, replace) for member in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {field.name: rewrite_row_paths(getattr(node, field.name), replace)
+                   for field in dataclasses.fields(node) if field.name != "required_columns"}
+        return dataclasses.replace(node, **changes)
+    return node
 
 
 # --- public entry points -------------------------------------------------------------------------
@@ -282,14 +338,9 @@ class _Compiler:
     def __init__(self, name: str):
         self.name = name
         self.problems: list[tuple[str, str, str]] = []
-        self.columns: dict[str, None] = {}
 
     def problem(self, where: str, what: str, fix: str) -> None:
         self.problems.append((where, what, fix))
-
-    def reads(self, path: Path) -> None:
-        for column in path.top_level_columns():
-            self.columns.setdefault(column)
 
     def references(self, spec: Any, where: str, *, allow_each: bool = False
                    ) -> tuple[Path | Template, ...]:
@@ -307,8 +358,6 @@ class _Compiler:
                              "use X only in user fields and data.contents.fields; point to one"
                              " value here, e.g. items.0.id")
                 continue
-            for p in paths:
-                self.reads(p)
             refs.append(ref)
         return tuple(refs)
 
@@ -354,8 +403,6 @@ class _Compiler:
                 self.problem(where_paths, f"{text!r} does not read each item as {prefix}<field>",
                              f"item fields read {prefix}<field> (each item) or a row column")
                 continue
-            if not reads_item:
-                self.reads(path)
             refs.append((reads_item, path))
         default = spec.get("default") if isinstance(spec, dict) else None
         return ItemValueSource(where, tuple(refs), default=default)
@@ -409,10 +456,19 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
                               "write an ISO-8601 text or epoch milliseconds")
     custom_name_spec = event.get("custom_event_name")
     if isinstance(custom_name_spec, dict) and isinstance(custom_name_spec.get("constant"), str):
-        if not _CUSTOM_EVENT_NAME.fullmatch(custom_name_spec["constant"].strip().lower()):
-            c.problem("event.custom_event_name.constant",
-                      "is not 1-64 characters of a-z, 0-9, '_' or '-'",
+        violation = check_custom_event_name(custom_name_spec["constant"].strip().lower())
+        if violation is not None:
+            c.problem("event.custom_event_name.constant", violation.detail,
                       "use a name such as newsletter_signup")
+    source_url_spec = event.get("source_url")
+    keep_query = isinstance(source_url_spec, dict) and source_url_spec.get("keep_query", False)
+    if isinstance(source_url_spec, dict):
+        for key in ("constant", "default"):
+            value = source_url_spec.get(key)
+            if isinstance(value, str) and not is_absolute_url(value.strip()):
+                c.problem(f"event.source_url.{key}", "is not an absolute URL with a scheme and a"
+                                                     " host", "write a URL such as"
+                                                              " https://shop.example.com/checkout")
     action_source = c.value_source(event.get("action_source"), "event.action_source")
     if action_source is None:    # the contract: missing -> web
         action_source = ValueSource("event.action_source", default=DEFAULT_ACTION_SOURCE)
@@ -438,13 +494,10 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
             c.problem("user.default_phone_region", f"{region!r} is not a region phone numbers"
                                                    " can be read for",
                       "use an ISO 3166-1 alpha-2 code such as US, GB or FR, or null")
-    columns_before_user = dict(c.columns)
     user_fields = tuple(
         (logical, source) for logical in LOGICAL_FIELDS
         if (source := c.value_source((user.get("fields") or {}).get(logical),
                                      f"user.fields.{logical}", allow_each=True)) is not None)
-    if not user_enabled:
-        c.columns = columns_before_user
 
     consent = _compile_consent(c, document.get("consent"))
     pixel_id = c.value_source(document.get("pixel_id"), "pixel_id")
@@ -458,7 +511,7 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
 
     if c.problems:
         raise MappingFileError(format_problems(name, c.problems))
-    return MappingPlan(
+    plan = MappingPlan(
         name=name,
         id=id_source,
         type=type_source,
@@ -470,6 +523,7 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         oppref=oppref,
         action_source=action_source,
         source_url=source_url,
+        source_url_keep_query=keep_query,
         opt_out=opt_out,
         amount=amount,
         amount_unit=amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR,
@@ -483,8 +537,8 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         user_fields=user_fields if user_enabled else (),
         consent=consent,
         pixel_id=pixel_id,
-        required_columns=tuple(c.columns),
     )
+    return dataclasses.replace(plan, required_columns=columns_of(plan.source_paths()))
 
 
 def _compile_event_names(c: _Compiler, section: dict[str, Any], own: dict[str, Any]
@@ -517,7 +571,6 @@ def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsP
         c.problem("data.contents.path", f"the list path must not contain '{EACH}'",
                   "write the list itself, e.g. items (item fields then use items.X.id)")
         return None
-    c.reads(list_path)
     fields_spec = section.get("fields") or {}
     c.check_currency_values(fields_spec.get("currency"), "data.contents.fields.currency")
     c.check_number_values(fields_spec.get("amount"), "data.contents.fields.amount")

@@ -29,8 +29,12 @@ RESERVED_DATA_MEMBERS = ("type", "amount", "currency", "contents", "plan_id")
 
 
 def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | None = None,
-               values: list[Any] | None = None, allow_default: bool = True) -> dict[str, Any]:
-    """A field: path text, a list of fallbacks, or {path|constant, default, unit}; null = unmapped."""
+               values: list[Any] | None = None, allow_default: bool = True,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A field: path text, a list of fallbacks, or {path|constant, default, unit}; null = unmapped.
+
+    `options`: further keys this one field's object form takes (source_url's keep_query).
+    """
     types = value_types or SCALAR_TYPES
     scalar: dict[str, Any] = {
         "type": types,
@@ -48,6 +52,7 @@ def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | No
         properties["default"] = scalar
     if units:
         properties["unit"] = {"enum": list(units), "x-fix": "use one of: " + ", ".join(units)}
+    properties.update(options or {})
     return {
         "type": ["string", "array", "object", "null"],
         "minLength": 1,
@@ -75,7 +80,10 @@ EVENT_SECTION = _section({
     "custom_event_name": field_spec(value_types=["string"]),
     "oppref": field_spec(value_types=["string"]),
     "action_source": field_spec(values=sorted(ACTION_SOURCES)),
-    "source_url": field_spec(value_types=["string"]),
+    "source_url": field_spec(value_types=["string"], options={
+        "keep_query": {"type": "boolean",
+                       "x-fix": "true keeps the query string; false (the default) sends origin"
+                                " and path only"}}),
     "opt_out": field_spec(value_types=["boolean"]),
 }, "event holds the top-level CAPI fields: id, type, timestamp_ms, custom_event_name, oppref,"
    " action_source, source_url, opt_out")

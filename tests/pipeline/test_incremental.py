@@ -1,8 +1,15 @@
 import datetime as dt
+import json
 
 import pytest
 
-from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
+from pipeline.incremental import (
+    StateFileChanged,
+    effective_since,
+    parse_since,
+    read_watermark,
+    write_watermark,
+)
 from transforms.errors import ConfigError
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
@@ -39,13 +46,72 @@ def test_lower_bound_is_the_latest_of_since_and_watermark():
 
 def test_watermark_round_trips_through_the_state_file(tmp_path):
     path = str(tmp_path / "state.json")
-    assert read_watermark(path) is None
-    write_watermark(path, NOW, {"events_accepted": 3})
-    assert read_watermark(path) == NOW
+    assert read_watermark(path, NOW) is None
+    write_watermark(path, NOW, {"events_accepted": 3}, previous=None)
+    assert read_watermark(path, NOW) == NOW
+    assert json.loads((tmp_path / "state.json").read_text())["last_run"] == {"events_accepted": 3}
 
 
-def test_a_foreign_state_file_is_refused_with_the_fix(tmp_path):
+def test_the_state_file_is_replaced_whole_never_rewritten_in_place(tmp_path):
     path = tmp_path / "state.json"
-    path.write_text("[1, 2]")
-    with pytest.raises(ConfigError, match="fix or delete it"):
-        read_watermark(str(path))
+    write_watermark(str(path), NOW - dt.timedelta(hours=1), {}, previous=None)
+    before = path.stat().st_ino
+    write_watermark(str(path), NOW, {}, previous=NOW - dt.timedelta(hours=1))
+    assert path.stat().st_ino != before           # a new file renamed into place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_future_watermark_is_a_configuration_error_naming_the_file(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"watermark": "2026-11-27T12:00:00+00:00"}))
+    with pytest.raises(ConfigError) as refused:
+        read_watermark(str(path), NOW)
+    message = str(refused.value)
+    assert message.startswith(f"State file {path} holds watermark 2026-11-27T12:00:00+00:00, "
+                              "later than now (2026-11-26T12:00:00+00:00)")
+    assert "delete the file" in message
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[1, 2]", 'it is not JSON with a "watermark" time'),
+    ("{", 'it is not JSON with a "watermark" time'),
+    ('{"watermark": 17}', 'it is not JSON with a "watermark" time'),
+    ('{"watermark": "2026-11-20"}', "its watermark '2026-11-20' has no time zone"),
+    ('{"watermark": "2026-11-20T06:00:00"}', "its watermark '2026-11-20T06:00:00' has no time zone"),
+    (None, "it cannot be read (Is a directory)"),
+])
+def test_a_foreign_state_file_is_refused_with_the_fix(tmp_path, content, why):
+    path = tmp_path / "state.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as refused:
+        read_watermark(str(path), NOW)
+    assert str(refused.value) == (
+        f"State file {path} is not a capi-sync watermark file ({why}; expected "
+        '{"watermark": "2026-11-20T06:00:00+00:00"}); fix or delete it.')
+
+
+def test_a_run_does_not_overwrite_a_watermark_another_run_advanced(tmp_path):
+    # Runs A and B both start from the same watermark; A finishes first and advances it.
+    path = str(tmp_path / "state.json")
+    start = NOW - dt.timedelta(hours=24)
+    write_watermark(path, start, {}, previous=None)
+    write_watermark(path, NOW - dt.timedelta(minutes=5), {"run": "A"}, previous=start)
+    with pytest.raises(StateFileChanged, match="another capi-sync run uses the same file"):
+        write_watermark(path, NOW, {"run": "B"}, previous=start)
+    assert read_watermark(path, NOW) == NOW - dt.timedelta(minutes=5)
+
+
+def test_a_held_lock_makes_the_writer_give_up_at_its_deadline_without_writing(tmp_path, monkeypatch):
+    import fcntl
+
+    from pipeline import incremental
+    monkeypatch.setattr(incremental, "_LOCK_TIMEOUT_S", 0.2)
+    path = str(tmp_path / "state.json")
+    with open(path + ".lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(StateFileChanged, match="held .*state.json.lock"):
+            write_watermark(path, NOW, {}, previous=None)
+    assert read_watermark(path, NOW) is None

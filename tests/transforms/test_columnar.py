@@ -136,7 +136,7 @@ def test_binary_hashes_and_nanosecond_timestamps_convert_like_rows():
     ("extends: default\nevent:\n  id: attrs.event_id\n", "a path into a map column"),
     ("extends: default\nuser:\n  fields:\n    email: emails.X\n", "X at row level"),
 ])
-def test_paths_the_schema_cannot_resolve_fall_back_to_row_dicts(yaml_text, reason):
+def test_paths_through_lists_and_maps_are_read_per_row_from_their_column(yaml_text, reason):
     table = pa.table({
         "event_name": ["lead", "lead"],
         "ids": [["e-1"], []],
@@ -144,7 +144,7 @@ def test_paths_the_schema_cannot_resolve_fall_back_to_row_dicts(yaml_text, reaso
         "emails": [["a@example.com", "b@example.com"], None],
         "context": [{"device": {"ip": "10.0.0.1"}}, None],
     })
-    map_both_ways(parse_mapping(yaml_text), table, columnar=False)
+    map_both_ways(parse_mapping(yaml_text), table, columnar=True)
 
 
 def test_a_path_absent_from_the_schema_reads_as_missing():
@@ -210,7 +210,8 @@ def test_user_values_that_are_not_text_go_through_the_row_builder():
         "country": ["US", None, "FR"],
     })
     by_columns = ColumnarMapper(plan, clock_ms=lambda: NOW_MS)
-    built = [row[-1] for row in by_columns.positional_rows(table.to_batches()[0])]
+    batch = table.to_batches()[0]
+    built = by_columns.built_users(by_columns._columns(batch), batch.num_rows)
     from transforms.user_fields import NOT_BUILT
     assert [value is NOT_BUILT for value in built] == [True, False, True]
     results = map_both_ways(plan, table, columnar=True)
