@@ -217,7 +217,10 @@ def run(argv: list[str]) -> RunOutcome:
         report_path=opts.report,
     )
     exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
-    not_saved = save_results(report, plan, started_at, advance=not exhausted)
+    # A 2xx that was not JSON may not have come from the API: the next run re-sends those rows
+    # (harmless, the API dedups on ids) rather than the watermark skipping them for good.
+    doubtful = report["suspicious_2xx_bodies"]
+    not_saved = save_results(report, plan, started_at, advance=not exhausted and not doubtful)
     code = EXIT_NOT_SAVED if not_saved else EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK
     return RunOutcome(report, code, not_saved)
 

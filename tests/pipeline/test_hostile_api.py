@@ -55,11 +55,14 @@ def test_a_wrong_endpoint_mid_run_stops_it_and_keeps_the_watermark(capsys, tmp_p
     assert KEY not in output
 
 
-def test_2xx_answers_that_are_not_json_are_counted_in_the_report(capsys, caplog, tmp_path):
+def test_2xx_answers_that_are_not_json_are_counted_and_hold_the_watermark(capsys, caplog,
+                                                                          tmp_path):
+    state = tmp_path / "state.json"
     portal = answer(200, b"<html><body>Please log in to the hotel WiFi</body></html>",
                     content_type="text/html")
     with HostileServer(portal) as server:
-        code, output = run_cli(capsys, server, tmp_path, 4, "--batch-size", "2")
+        code, output = run_cli(capsys, server, tmp_path, 4, "--batch-size", "2",
+                               "--state-file", str(state))
 
     report = read_report(tmp_path / "report.json")
     assert (report["events_accepted"], report["suspicious_2xx_bodies"]) == (4, 2)
@@ -67,4 +70,5 @@ def test_2xx_answers_that_are_not_json_are_counted_in_the_report(capsys, caplog,
     warnings = [r.getMessage() for r in caplog.records if "not JSON" in r.getMessage()]
     assert warnings and all("text/html" in w and "captive portal" in w for w in warnings)
     assert json.loads((tmp_path / "report.json").read_text())["reconciled"] is True
+    assert not state.exists()         # the next run re-sends them; the API dedups on ids
     assert code == 0
