@@ -349,14 +349,18 @@ class CapiClient:
                 self._limiter.release(None, None)
             else:
                 self._limiter.release(reply.status, reply.retry_after_s)
-                with self._stats_lock:
-                    self._stats["requests"] += 1
-                    self._stats[f"status_{reply.label}"] += 1
-                    if reply.suspicious:
-                        self._stats["suspicious_2xx_bodies"] += 1
-                        suspicious = self._stats["suspicious_2xx_bodies"]
-                if reply.suspicious and (suspicious == 1 or suspicious % 1000 == 0):
-                    _LOG.warning("%s (%d such answers so far)", reply.message, suspicious)
+                self._count_reply(reply)
+
+    def _count_reply(self, reply: _Reply) -> None:
+        with self._stats_lock:
+            self._stats["requests"] += 1
+            self._stats[f"status_{reply.label}"] += 1
+            if not reply.suspicious:
+                return
+            self._stats["suspicious_2xx_bodies"] += 1
+            suspicious = self._stats["suspicious_2xx_bodies"]
+        if suspicious == 1 or suspicious % 1000 == 0:     # the first, then a reminder
+            _LOG.warning("%s (%d such answers so far)", reply.message, suspicious)
 
     def _send(self, body: bytes, pixel_id: str, budget_left_s: float) -> _Reply:
         """Sends once, under a total deadline: the budget left, at most connect + read timeout."""

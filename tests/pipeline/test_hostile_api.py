@@ -72,3 +72,14 @@ def test_2xx_answers_that_are_not_json_are_counted_and_hold_the_watermark(capsys
     assert json.loads((tmp_path / "report.json").read_text())["reconciled"] is True
     assert not state.exists()         # the next run re-sends them; the API dedups on ids
     assert code == 0
+
+
+def test_a_wrong_endpoint_at_the_preflight_is_a_configuration_error(capsys, tmp_path):
+    with HostileServer(answer(404, b"<h1>Not Found</h1>", content_type="text/html")) as server:
+        code, output = run_cli(capsys, server, tmp_path, 2)
+        requests = len(server.received)
+
+    assert code == 2
+    assert "capi-sync: Wrong endpoint (HTTP 404 from http://127.0.0.1:" in output
+    assert requests == 1                       # the preflight; no row was read or sent
+    assert not (tmp_path / "report.json").exists()
