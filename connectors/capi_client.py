@@ -73,7 +73,7 @@ _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, all
 __all__ = [
     "DEFAULT_RETRY_POLICY", "Action", "AuthenticationError", "CapiClient", "DeliveryOutcome",
     "DeliveryResult", "DeliveryStopped", "Endpoint", "InsecureEndpointError", "RetryPolicy",
-    "WrongEndpointError", "check_endpoint", "delivery_action", "parse_endpoint",
+    "WrongEndpointError", "delivery_action", "parse_endpoint",
     "parse_retry_after",
 ]
 
@@ -177,15 +177,6 @@ def client_version() -> str:
 
 def default_user_agent() -> str:
     return f"capi-sync/{client_version()} python-requests/{requests.__version__}"
-
-
-def check_endpoint(endpoint: str) -> Endpoint:
-    """The parsed endpoint, or ConfigError / InsecureEndpointError (connectors/endpoint.py).
-
-    https:// is always fine; http:// only to loopback (127.0.0.0/8, ::1, localhost), which is
-    where the local emulator listens.
-    """
-    return parse_endpoint(endpoint)
 
 
 @dataclasses.dataclass(frozen=True)

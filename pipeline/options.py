@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from connectors.capi_client import check_endpoint
+from connectors.endpoint import parse_endpoint
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
@@ -320,7 +320,7 @@ def validate_options(opts: CapiSyncOptions) -> None:
         raise ConfigError(
             "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
             "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
-    check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
+    parse_endpoint(opts.endpoint)   # https://, or http:// to loopback only (one rule)
 
 
 def looks_like_api_key(value: str) -> bool:
