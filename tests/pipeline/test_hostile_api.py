@@ -2,6 +2,7 @@
 the report and the watermark say when the answers are not the API's (issue 12, points 4-6)."""
 from __future__ import annotations
 
+import _thread
 import json
 import threading
 
@@ -21,18 +22,31 @@ def api_key(monkeypatch):
 
 
 def run_cli(capsys, server, tmp_path, rows: int, *extra: str) -> tuple[int, str]:
-    """The command line on `rows` valid rows, under a deadline (a hang fails the test)."""
+    """The command line on `rows` valid rows, under a deadline: a run still going after 120 s
+    is interrupted (as Ctrl-C would) and the test fails instead of hanging. main() runs on the
+    main thread, where it installs its Ctrl-C handler."""
     export = write_parquet(tmp_path / "export.parquet", [ca_row(f"order_{n}") for n in range(rows)])
     argv = ["--input", str(export), "--pixel-id", "px_test", "--endpoint", server.url,
             "--dead-letter", str(tmp_path / "dead" / "dead"), "--report",
             str(tmp_path / "report.json"), "--progress-seconds", "0", *IN_PROCESS, *extra]
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(code=main(argv)), daemon=True)
-    thread.start()
-    thread.join(120)
-    assert not thread.is_alive(), "the run hangs"
+    hung = threading.Event()
+
+    def interrupt():
+        hung.set()
+        _thread.interrupt_main()
+
+    watchdog = threading.Timer(120, interrupt)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        code = None
+    finally:
+        watchdog.cancel()
+    assert not hung.is_set(), "the run hangs"
     captured = capsys.readouterr()
-    return result["code"], captured.out + captured.err
+    return code, captured.out + captured.err
 
 
 @pytest.mark.parametrize("wrong", [
