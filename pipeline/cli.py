@@ -72,7 +72,7 @@ def _stop_on_ctrl_c(signum, frame) -> None:
     after the run, each by an atomic rename, and dead letters only become files when Beam
     renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
     """
-    from pipeline.warm_workers import POOL     # imported before this handler was installed
+    from pipeline.warm_workers import POOL  # imported before this handler was installed
 
     print(INTERRUPTED, file=sys.stderr, flush=True)
     POOL.kill_all()
