@@ -11,9 +11,11 @@ import gc
 import os
 import signal
 import sys
+import threading
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
+from transforms.masking import mask_secrets
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
 EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
@@ -50,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
-    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c)
+    # Only the main thread may set a signal handler (tests call main() from a thread too).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c) if in_main_thread else None
     POOL.start(planned_worker_processes(argv))
     try:
         return _run(argv)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         POOL.close()
 
 
@@ -88,21 +93,26 @@ def _run(argv: list[str]) -> int:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
             outcome = runner.run(argv)
     except ConfigError as exc:
-        print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
+        _error(f"configuration error: {exc}\n{USAGE_HINT}")
         return runner.EXIT_CONFIG
     except runner.RunStopped as exc:
-        print(f"capi-sync: run stopped: {exc}", file=sys.stderr)
+        _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
     except AuthenticationError as exc:   # the preflight's refused key, before any read
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_AUTH
     except CapiSyncError as exc:
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_CONFIG
-    print(format_summary(outcome.report))
+    print(mask_secrets(format_summary(outcome.report)))
     for problem in outcome.not_saved:
-        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
+        _error(f"not saved: {problem}")
     return outcome.exit_code
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, as every message the program writes: keys masked."""
+    print(mask_secrets(f"capi-sync: {message}"), file=sys.stderr)
 
 
 def entry() -> None:

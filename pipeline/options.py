@@ -23,7 +23,6 @@ INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{3,}")
 
 
 class CapiSyncOptions(PipelineOptions):
@@ -228,7 +227,7 @@ def _beam_parser(options: PipelineOptions) -> argparse.ArgumentParser:
 
 
 def _refuse(message: str) -> None:
-    raise ConfigError(mask_keys(message))
+    raise ConfigError(message)   # masked by ConfigError itself (transforms/masking.py)
 
 
 def parse_options(argv: Sequence[str]) -> PipelineOptions:
@@ -270,11 +269,6 @@ def _unparsed_message(unparsed: list[str], parser: argparse.ArgumentParser) -> s
     listed = "; ".join(text + hint for text, hint in problems)
     return (f"{listed}. Every argument must be an option of `capi-sync --help` or of Beam "
             f"(--runner, --project, ...); capi-sync ignores none.")
-
-
-def mask_keys(text: str) -> str:
-    """Every key-like run of characters (sk-...) replaced by 'sk-***'."""
-    return _KEY_LIKE.sub("sk-***", text)
 
 
 def validate_options(opts: CapiSyncOptions) -> None:

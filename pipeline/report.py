@@ -14,6 +14,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from pipeline.outputs import write_file
 from transforms import metrics
+from transforms.masking import mask_secrets
 
 
 def counters_from_result(result) -> dict[str, int]:
@@ -44,6 +45,8 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
         "requests": counters.get(metrics.REQUESTS, 0),
         "retries": counters.get(metrics.RETRIES, 0),
         "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        # 2xx answers whose body was not JSON: accepted, but maybe not from the API (README)
+        "suspicious_2xx_bodies": counters.get(metrics.SUSPICIOUS_2XX_BODIES, 0),
         "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
     accounted = report["events_accepted"] + report["events_dead_lettered"] + report["events_skipped"]
@@ -53,7 +56,8 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    write_file(path, json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+    text = json.dumps(report, indent=2, sort_keys=False, default=str)
+    write_file(path, mask_secrets(text).encode())   # paths and options a user typed
 
 
 def format_summary(report: Mapping[str, Any]) -> str:
@@ -74,6 +78,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
                else "NOT RECONCILED: rows read != accepted + dead-lettered + skipped")
     rule = "-" * (width + 14)
     footer = [verdict]
+    if report.get("suspicious_2xx_bodies"):
+        footer.append(f"WARNING: {report['suspicious_2xx_bodies']:,} answers were 2xx with a body "
+                      "that is not JSON: a proxy or captive portal may have answered instead of "
+                      "the API (see the README, Delivery)")
     files = dict(report)
     if files.get("dead_letter_prefix") is not None:     # one set of files per step, if any
         files["dead_letter_prefix"] = (f"{files['dead_letter_prefix']}-*.jsonl"

@@ -31,7 +31,7 @@ from pipeline.incremental import (
     read_watermark,
     write_watermark,
 )
-from pipeline.logs import AUTH_FAILED
+from pipeline.logs import STOP_MARKERS
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
 from pipeline.source_check import check_source
 from pipeline.warm_workers import (
@@ -55,7 +55,8 @@ EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark cou
 
 
 class RunStopped(CapiSyncError):
-    """A worker stopped the run because the API refused the key; the message is the cause."""
+    """A worker stopped the run because the API refused the key or the endpoint is wrong
+    (connectors.capi_client.DeliveryStopped); the message is the cause."""
 
 
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
@@ -68,16 +69,17 @@ def refused_key_message(exc: BaseException) -> str | None:
     another process comes back as Beam's RuntimeError around the worker's traceback, which
     holds the message we wrote. Either way, the cause is our one line.
     """
-    from connectors.capi_client import AuthenticationError
+    from connectors.capi_client import DeliveryStopped  # a refused key, a wrong endpoint
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, AuthenticationError):
+        if isinstance(seen, DeliveryStopped):
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if AUTH_FAILED in text:
-        return _BEAM_STEP_SUFFIX.sub("", text[text.index(AUTH_FAILED):].splitlines()[0])
+    for marker in STOP_MARKERS:
+        if marker in text:
+            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
     return None
 
 
