@@ -59,14 +59,20 @@ def read_watermark(path: str, now: dt.datetime) -> dt.datetime | None:
     return watermark
 
 
+_MAX_STATE_BYTES = 1 << 16    # a watermark file is ~300 bytes
+
+
 def _read_state(path: str) -> bytes | None:
     if not FileSystems.exists(path):
         return None
     try:
         with FileSystems.open(path) as handle:
-            return handle.read()
+            raw = handle.read(_MAX_STATE_BYTES + 1)     # /dev/zero would never end
     except OSError as error:          # a directory, no permission, ... (BeamIOError included)
         raise _not_a_state_file(path, f"it cannot be read ({_reason(error)})") from None
+    if len(raw) > _MAX_STATE_BYTES:
+        raise _not_a_state_file(path, f"it is larger than {_MAX_STATE_BYTES:,} bytes")
+    return raw
 
 
 def _parse_state(path: str, raw: bytes) -> dt.datetime:
