@@ -2,6 +2,7 @@
 
     capi-sync --input 'exports/*.parquet' --pixel-id px_123 --report report.json
     capi-sync demo                      # the real pipeline on the bundled example + emulator
+    capi-sync preview --input x.parquet # the first rows mapped and hashed; nothing is sent
     capi-sync --print-default-mapping   # the default mapping, to copy and edit
 """
 from __future__ import annotations
@@ -29,8 +30,10 @@ def _help_text() -> str:
     parser = argparse.ArgumentParser(
         prog="capi-sync",
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
-        epilog="Also: `capi-sync demo` (bundled example + emulator), `capi-sync "
-               "--print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+        epilog="Also: `capi-sync preview <source options> [--mapping FILE] [--rows 5]` (the "
+               "first rows mapped, nothing sent, no key), `capi-sync demo` (bundled example + "
+               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, "
+               "--project, ...) pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(_help_text())
         return 0
+    if argv[:1] == ["preview"]:
+        return _preview(argv[1:])
     if argv[:1] == ["demo"]:
         from pipeline.demo import run_demo
         return run_demo(argv[1:])
@@ -107,12 +112,31 @@ def _run(argv: list[str]) -> int:
     print(mask_secrets(format_summary(outcome.report)))
     for problem in outcome.not_saved:
         _error(f"not saved: {problem}")
+    if outcome.failure:
+        _error(f"run failed (exit {outcome.exit_code}): {outcome.failure}")
     return outcome.exit_code
 
 
 def _error(message: str) -> None:
     """One error line on stderr, as every message the program writes: keys masked."""
     print(mask_secrets(f"capi-sync: {message}"), file=sys.stderr)
+
+
+def _preview(argv: list[str]) -> int:
+    from pipeline import run as runner
+    from pipeline.preview import format_preview, preview
+    try:
+        result = preview(argv)
+    except CapiSyncError as exc:
+        kind = "configuration error: " if isinstance(exc, ConfigError) else ""
+        print(mask_secrets(f"capi-sync preview: {kind}{exc}"), file=sys.stderr)
+        return runner.EXIT_CONFIG
+    print(format_preview(result))
+    if not result.rows:
+        print("capi-sync preview: no row was read: the input matched no file or the query "
+              "returned no row", file=sys.stderr)
+        return runner.EXIT_NOTHING_READ
+    return 0
 
 
 def entry() -> None:

@@ -29,7 +29,7 @@ class RunPlan:
     filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
     dead_letter_prefix: str
     watermark: dt.datetime | None = None   # what --state-file held at start (compare-and-swap)
-    schema_notes: tuple[str, ...] = ()  # mapping vs the source's columns (pipeline/source_check)
+    schema_notes: tuple[str, ...] | None = None  # mapping vs source columns; None: not checked
 
 
 class SyncToCapi(beam.PTransform):

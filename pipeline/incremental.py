@@ -2,8 +2,9 @@
 
 The watermark is the start time of the last run that finished with no `retries_exhausted` dead
 letters (and whose state file no other run advanced meanwhile: see `write_watermark`). The next
-run reads rows at or after it (pushed down to SQL/BigQuery as the `since` parameter). The lower bound is never earlier than the API's 7-day window: older rows would only
-be rejected as stale, so they are not read at all.
+run reads rows at or after it (pushed down to SQL/BigQuery as the `since` parameter). The lower
+bound is never earlier than the API's 7-day window: older rows would only be rejected as stale,
+so they are not read at all.
 """
 from __future__ import annotations
 
