@@ -12,6 +12,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
@@ -31,7 +32,8 @@ def _help_text() -> str:
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
         epilog="Also: `capi-sync preview <source options> [--mapping FILE] [--rows 5]` (the "
                "first rows mapped, nothing sent, no key), `capi-sync demo` (bundled example + "
-               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, "
+               "--project, ...) pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -55,12 +57,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
-    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c)
+    # Only the main thread may set a signal handler (tests call main() from a thread too).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c) if in_main_thread else None
     POOL.start(planned_worker_processes(argv))
     try:
         return _run(argv)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         POOL.close()
 
 
@@ -77,7 +82,7 @@ def _stop_on_ctrl_c(signum, frame) -> None:
     after the run, each by an atomic rename, and dead letters only become files when Beam
     renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
     """
-    from pipeline.warm_workers import POOL     # imported before this handler was installed
+    from pipeline.warm_workers import POOL  # imported before this handler was installed
 
     print(INTERRUPTED, file=sys.stderr, flush=True)
     POOL.kill_all()
@@ -124,7 +129,7 @@ def _preview(argv: list[str]) -> int:
         result = preview(argv)
     except CapiSyncError as exc:
         kind = "configuration error: " if isinstance(exc, ConfigError) else ""
-        print(f"capi-sync preview: {kind}{exc}", file=sys.stderr)
+        print(mask_secrets(f"capi-sync preview: {kind}{exc}"), file=sys.stderr)
         return runner.EXIT_CONFIG
     print(mask_secrets(format_preview(result)))
     if not result.rows:

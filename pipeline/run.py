@@ -21,9 +21,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipeline import outputs
+from pipeline import outputs, warm_handler
 from pipeline import report as run_report
-from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import (
     StateFileChanged,
