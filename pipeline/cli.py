@@ -3,6 +3,7 @@
     capi-sync --input 'exports/*.parquet' --pixel-id px_123 --report report.json
     capi-sync demo                      # the real pipeline on the bundled example + emulator
     capi-sync --print-default-mapping   # the default mapping, to copy and edit
+    capi-sync --print-mapping ga4       # a preset (ga4, segment, rudderstack, snowplow, shopify)
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _help_text() -> str:
         prog="capi-sync",
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
         epilog="Also: `capi-sync demo` (bundled example + emulator), `capi-sync "
-               "--print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+               "--print-default-mapping`, `capi-sync --print-mapping ga4`. Beam's own options"
+               " (--runner, --project, ...) pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from transforms.mapping import default_mapping_text
         print(default_mapping_text(), end="")
         return 0
+    if "--print-mapping" in argv:
+        return _print_preset(argv)
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
@@ -52,6 +56,20 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         POOL.close()
+
+
+def _print_preset(argv: list[str]) -> int:
+    from transforms.mapping import preset_text
+    from transforms.mapping_schema import PRESET_FILES
+
+    at = argv.index("--print-mapping")
+    name = argv[at + 1] if at + 1 < len(argv) else None
+    if name not in PRESET_FILES:
+        print(f"capi-sync: --print-mapping needs a preset name: {', '.join(PRESET_FILES)}"
+              f" (got {name!r})", file=sys.stderr)
+        return 2
+    print(preset_text(name), end="")
+    return 0
 
 
 def _run(argv: list[str]) -> int:

@@ -47,12 +47,12 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
 def check_source(opts, mapping_plan, since: dt.datetime | None = None,
                  project: str | None = None) -> tuple[str, ...]:
     """Raises MappingFileError for paths that match no column; returns the notes."""
-    from transforms.mapping import load_mapping
+    from transforms.mapping import base_plan
 
     found = source_columns(opts, since, project)
     if found is None or found.columns is None:
         return ()
-    result = check_mapping(mapping_plan, found.columns, found.label, load_mapping())
+    result = check_mapping(mapping_plan, found.columns, found.label, base_plan(mapping_plan))
     raise_for_problems(result, mapping_plan.name)
     for note in result.notes:
         LOG.warning("Mapping %s: %s", mapping_plan.name, note)

@@ -178,6 +178,10 @@ class ColumnarMapper:
         """One row dict (any other source than Parquet), as RowMapper.map_row."""
         return self._by_rows.map_row(row, source)
 
+    def map_group(self, rows: Sequence[Any], sources: Sequence[str]) -> MapResult:
+        """One group of row dicts (plan.group_by), as RowMapper.map_group."""
+        return self._by_rows.map_group(rows, sources)
+
     def map_batch(self, batch: pa.RecordBatch, sources: Sequence[str]) -> Iterator[MapResult]:
         """One MapResult per row of `batch`, in order; `sources[i]` names row i."""
         columns = self._columns(batch)
