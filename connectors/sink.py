@@ -1,6 +1,6 @@
 """The delivery sink: a DoFn that sends request-sized batches through `CapiClient`.
 
-Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate (type, id)). The
+Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate dedup key). The
 main output is the number of events the API accepted per batch; every event that was not
 accepted leaves on the tagged output "dead_letters" as a `DeadLetter` carrying its reason, id,
 source and the event itself (so the record can be replayed). Counters (names in
@@ -14,6 +14,7 @@ thread-local), never from the pool threads.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,7 @@ from connectors.capi_client import (
 )
 from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
 from transforms import metrics
+from transforms.coverage import count_sent
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MappedEvent
@@ -152,9 +154,11 @@ class DeliverBatches(beam.DoFn):
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
         accepted = 0
+        sent_events = []            # what OpenAI can match on: counted per delivered event
         for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
             if outcome.accepted:
                 accepted += 1
+                sent_events.append(mapped.event)
                 continue
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
                 reason=outcome.reason, detail=outcome.detail or "", event_id=_event_id(mapped),
@@ -164,6 +168,10 @@ class DeliverBatches(beam.DoFn):
         _counter(metrics.RETRIES).inc(result.retries)
         for label, count in result.statuses.items():
             _counter(metrics.http_status(label)).inc(count)
+        sent: collections.Counter[str] = collections.Counter()
+        count_sent(sent_events, sent)
+        for name, count in sent.items():
+            _counter(name).inc(count)
         yield windowed(accepted)
 
 

@@ -81,6 +81,14 @@ class CapiSyncOptions(PipelineOptions):
             default=None,
             help="query for --sql-url; may use %%(since)s for incremental syncs",
         )
+        source.add_argument(
+            "--sql-file",
+            "--sql_file",
+            dest="sql_file",
+            default=None,
+            metavar="FILE",
+            help="file holding the query for --sql-url (instead of --sql-query)",
+        )
 
         source.add_argument(
             "--chunk-size",
@@ -167,7 +175,7 @@ class CapiSyncOptions(PipelineOptions):
             "--dedupe",
             action="store_true",
             default=False,
-            help="run-wide dedup on (pixel, type, id); costs a shuffle",
+            help="run-wide dedup on (pixel, event name, id); costs a shuffle",
         )
         delivery.add_argument(
             "--skip-preflight",
@@ -186,6 +194,15 @@ class CapiSyncOptions(PipelineOptions):
             default=None,
             metavar="PREFIX",
             help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)",
+        )
+        output.add_argument(
+            "--max-dead-letter-rate",
+            "--max_dead_letter_rate",
+            dest="max_dead_letter_rate",
+            type=float,
+            default=None,
+            metavar="RATE",
+            help="fail the run (exit 8) when dead letters / rows read exceeds RATE (0..1)",
         )
         output.add_argument("--report", default=None, metavar="PATH", help="write the JSON run report here")
         output.add_argument(
@@ -297,10 +314,19 @@ def validate_options(opts: CapiSyncOptions) -> None:
             f"Give exactly one source: --input, --bigquery-table, --bigquery-query or "
             f"--sql-url (found: {found})."
         )
+    if opts.sql_file:
+        if opts.sql_query:
+            raise ConfigError("Give the query once: --sql-query or --sql-file, not both.")
+        opts.sql_query = read_sql_file(opts.sql_file)
     if opts.sql_url and not opts.sql_query:
-        raise ConfigError("--sql-url needs --sql-query (the SELECT that returns the rows to send).")
+        raise ConfigError("--sql-url needs --sql-query or --sql-file (the SELECT that returns "
+                          "the rows to send).")
     if opts.sql_query and not opts.sql_url:
         raise ConfigError("--sql-query needs --sql-url (duckdb:///file.db or postgresql://...).")
+    rate = opts.max_dead_letter_rate
+    if rate is not None and not 0 <= rate <= 1:
+        raise ConfigError(f"--max-dead-letter-rate is a share of the rows read, within 0..1 "
+                          f"(0.05 = 5%), got {rate:g}.")
     if not 1 <= opts.batch_size <= MAX_EVENTS_PER_REQUEST:
         raise ConfigError(
             f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
@@ -329,6 +355,19 @@ def validate_options(opts: CapiSyncOptions) -> None:
             "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
             "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
     check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
+
+
+def read_sql_file(path: str) -> str:
+    """The query text of --sql-file; read once, by the launcher."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            query = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--sql-file {path!r} cannot be read ({type(exc).__name__}). Fix: give "
+                          "the path of a UTF-8 text file holding the SELECT.") from None
+    if not query.strip():
+        raise ConfigError(f"--sql-file {path!r} is empty; write the SELECT in it.")
+    return query
 
 
 def looks_like_api_key(value: str) -> bool:

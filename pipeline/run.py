@@ -43,6 +43,7 @@ from pipeline.warm_workers import (
     worker_count,
 )
 from transforms import reasons
+from transforms.coverage import mapped_capi_fields
 from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
@@ -52,7 +53,10 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+EXIT_NOTHING_READ = 5        # no row read (a glob matched no file, an empty query), or all skipped
+EXIT_NOTHING_DELIVERED = 6   # rows were read, every one was dead-lettered: nothing was sent
 EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
+EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
 EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
@@ -88,6 +92,32 @@ class RunOutcome:
     report: dict[str, Any]
     exit_code: int
     not_saved: tuple[str, ...] = ()    # why a result could not be written, one line each
+    failure: str | None = None      # one line: why the exit code is not 0
+
+
+def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
+                ) -> tuple[int, str | None]:
+    """The exit code of a finished run and its one-line reason (README: Exit codes)."""
+    rows, accepted = report["rows_read"], report["events_accepted"]
+    dead, exhausted = report["events_dead_lettered"], \
+        report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
+    if rows == 0:
+        return EXIT_NOTHING_READ, ("no row was read: the input matched no file or the query "
+                                   "returned no row")
+    if exhausted:
+        return EXIT_RETRIES_EXHAUSTED, (f"{exhausted:,} events exhausted their retries: replay "
+                                        "their dead letters")
+    if accepted == 0 and dead:
+        top, count = max(report["dead_letter_reasons"].items(), key=lambda item: item[1])
+        return EXIT_NOTHING_DELIVERED, (f"all {dead:,} events that could be sent were "
+                                        f"dead-lettered (most: {top} {count:,}); nothing was sent")
+    if accepted == 0:
+        return EXIT_NOTHING_READ, (f"all {rows:,} rows read were skipped "
+                                   f"({', '.join(report['skip_reasons'])}); nothing was sent")
+    if max_dead_letter_rate is not None and dead / rows > max_dead_letter_rate:
+        return EXIT_DEAD_LETTER_RATE, (f"{dead / rows:.1%} of the rows read were dead-lettered, "
+                                       f"above --max-dead-letter-rate {max_dead_letter_rate:g}")
+    return EXIT_OK, None
 
 
 def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
@@ -209,15 +239,20 @@ def run(argv: list[str]) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
+        mapped_fields=mapped_capi_fields(plan.mapping_plan) if plan.schema_notes is None
+        else None,                     # unchecked source: warn about fields empty on all events
+        schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,
         since=plan.since.isoformat(),
         dead_letter_prefix=plan.dead_letter_prefix,
         report_path=opts.report,
     )
-    exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
-    not_saved = save_results(report, plan, started_at, advance=not exhausted)
-    code = EXIT_NOT_SAVED if not_saved else EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK
-    return RunOutcome(report, code, not_saved)
+    code, failure = run_verdict(report, opts.max_dead_letter_rate)
+    report.update(exit_code=code, failure=failure)
+    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK)
+    if not_saved and code == EXIT_OK:
+        code = EXIT_NOT_SAVED
+    return RunOutcome(report, code, not_saved, failure)
 
 
 def save_results(report: dict[str, Any], plan: RunPlan, started_at: dt.datetime,

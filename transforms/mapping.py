@@ -24,6 +24,7 @@ import yaml
 
 from transforms.errors import InvalidValueError, MappingFileError
 from transforms.events import CUSTOM
+from transforms.mapping_guards import check_path_characters, check_yaml_size
 from transforms.mapping_schema import PRESET_FILES, check_schema, format_problems, yaml_type
 from transforms.money import CURRENCY_EXPONENTS, MAJOR
 from transforms.paths import (
@@ -276,6 +277,7 @@ def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
     own = _read_yaml(text, name)
     check_schema(own, name)
     plan = _compile(_extended(own), name, own=own)
+    check_path_characters(plan.required_columns, name)     # usеr.email with a Cyrillic е
     return dataclasses.replace(plan, base=own.get("extends") or "default")
 
 
@@ -352,6 +354,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def _read_yaml(text: str, name: str) -> dict[str, Any]:
+    check_yaml_size(text, name)      # before anything is built: size and alias expansion
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -165,7 +165,7 @@ def _sources(plan: Any) -> Iterator[tuple[str, Any, str | None]]:
                 for pair in value):                                         # user/custom fields
             for _, source in value:
                 yield source.name, source, None
-        elif hasattr(value, "path") and isinstance(getattr(value, "path"), Path):   # contents
+        elif hasattr(value, "path") and isinstance(value.path, Path):   # contents
             yield "data.contents.path", ValueSource("data.contents.path", (value.path,)), None
             for _, item_source in value.fields:
                 yield item_source.name, item_source, value.path.text

@@ -144,7 +144,7 @@ def test_dockerfile_runs_the_package_entry_point():
 
 
 @pytest.mark.parametrize("pattern, writers", [
-    ("exports/*.parquet", {"mapping", "delivery"}),                # Parquet rows always read
+    ("exports/*.parquet", {"unreadable", "mapping", "delivery"}),  # a Parquet file can be corrupt
     ("exports/*.jsonl", {"unreadable", "mapping", "delivery"}),
 ])
 def test_a_dead_letter_writer_per_step_that_can_have_dead_letters(pattern, writers):

@@ -154,7 +154,7 @@ pixel_id: partners.openai.pixel_id
     ("extends: default\nevnt: {}\n", "evnt", "unknown key 'evnt'", "did you mean 'event'?"),
     ("extends: default\nevent:\n  idd: x\n", "event.idd", "unknown key 'idd'", "did you mean 'id'?"),
     ("extends: default\nuser:\n  fields:\n    mail: email\n", "user.fields.mail",
-     "unknown key 'mail'", "allowed keys here: city, country, email"),
+     "unknown key 'mail'", "allowed keys here: android_advertising_id, city, country, email"),
     ("extends: default\ndata:\n  contents:\n    path: items\n    fields:\n      sku: items.X.id\n",
      "data.contents.fields.sku", "unknown key 'sku'", "allowed keys here: amount, content_type"),
     # unknown event type
