@@ -16,6 +16,7 @@ import sys
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
+from transforms.masking import mask_secrets
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
 EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
@@ -111,24 +112,28 @@ def _run(argv: list[str]) -> int:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
             outcome = runner.run(argv)
     except ConfigError as exc:
-        print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
+        _error(f"configuration error: {exc}\n{USAGE_HINT}")
         return runner.EXIT_CONFIG
     except runner.RunStopped as exc:
-        print(f"capi-sync: run stopped: {exc}", file=sys.stderr)
+        _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
     except AuthenticationError as exc:   # the preflight's refused key, before any read
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_AUTH
     except CapiSyncError as exc:
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_CONFIG
-    print(format_summary(outcome.report))
+    print(mask_secrets(format_summary(outcome.report)))
     for problem in outcome.not_saved:
-        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
+        _error(f"not saved: {problem}")
     if outcome.failure:
-        print(f"capi-sync: run failed (exit {outcome.exit_code}): {outcome.failure}",
-              file=sys.stderr)
+        _error(f"run failed (exit {outcome.exit_code}): {outcome.failure}")
     return outcome.exit_code
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, as every message the program writes: keys masked."""
+    print(mask_secrets(f"capi-sync: {message}"), file=sys.stderr)
 
 
 def _preview(argv: list[str]) -> int:
@@ -140,7 +145,7 @@ def _preview(argv: list[str]) -> int:
         kind = "configuration error: " if isinstance(exc, ConfigError) else ""
         print(f"capi-sync preview: {kind}{exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
-    print(format_preview(result))
+    print(mask_secrets(format_preview(result)))
     if not result.rows:
         print("capi-sync preview: no row was read: the input matched no file or the query "
               "returned no row", file=sys.stderr)
