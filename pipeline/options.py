@@ -100,7 +100,9 @@ class CapiSyncOptions(PipelineOptions):
 
         mapping = parser.add_argument_group("mapping")
         mapping.add_argument(
-            "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
+            "--mapping", default=None, metavar="FILE|PRESET",
+            help="YAML mapping file, or a preset: ga4, segment, rudderstack, snowplow, shopify;"
+                 " omitted = the default mapping"
         )
 
         delivery = parser.add_argument_group("delivery")

@@ -56,12 +56,12 @@ def check_source(opts, mapping_plan, since: dt.datetime | None = None,
                  project: str | None = None) -> tuple[str, ...] | None:
     """Raises MappingFileError for paths that match no column; returns the notes, or None
     when the source's columns are not known before the run (nothing was checked)."""
-    from transforms.mapping import load_mapping
+    from transforms.mapping import base_plan
 
     found = source_columns(opts, since, project)
     if found is None or found.columns is None:
         return None
-    result = check_mapping(mapping_plan, found.columns, found.label, load_mapping())
+    result = check_mapping(mapping_plan, found.columns, found.label, base_plan(mapping_plan))
     raise_for_problems(result, mapping_plan.name)
     for note in result.notes:
         LOG.warning("Mapping %s: %s", mapping_plan.name, note)
