@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import decimal
 import ipaddress
+import json
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -192,7 +194,13 @@ def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     nested export that costs about as much as mapping the row (5x slower than plain
     `to_pylist()`, which converts in C++). Without map, binary or nanosecond-timestamp columns
     there is nothing for the general path to convert, so plain `to_pylist()` gives equal rows.
+    A batch with a warehouse column (JSON, UUID, PostgreSQL numeric: see `warehouse_values`) is
+    built column by column, so those columns hold what the SQL drivers' rows held.
     """
+    if any(isinstance(field.type, pa.BaseExtensionType) for field in batch.schema):
+        names = batch.schema.names
+        columns = [arrow_values(column) for column in batch.columns]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     if any(_needs_conversion(field.type) for field in batch.schema):
         return arrow_batch_to_rows(batch)
     return batch.to_pylist()
@@ -201,20 +209,94 @@ def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
 def _needs_conversion(arrow_type: pa.DataType) -> bool:
     if (pa.types.is_map(arrow_type) or pa.types.is_binary(arrow_type)
             or pa.types.is_large_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type)
-            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")):
+            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")
+            or isinstance(arrow_type, pa.BaseExtensionType)):
         return True
     return any(_needs_conversion(arrow_type.field(index).type)
                for index in range(arrow_type.num_fields))
+
+
+def is_json_type(arrow_type: pa.DataType) -> bool:
+    """A column of JSON documents (`arrow.json`): its values are parsed, so a path cannot be
+    resolved from the schema alone (like a map, the keys are per row)."""
+    return isinstance(arrow_type, pa.JsonType)
+
+
+def json_column(array: pa.Array) -> pa.Array:
+    """A text column of JSON documents marked as such (DuckDB's JSON, Snowflake's VARIANT)."""
+    if is_json_type(array.type):
+        return array
+    return pa.ExtensionArray.from_storage(pa.json_(), array.cast(pa.string()))
+
+
+def warehouse_values(array: pa.Array) -> list[Any] | None:
+    """The Python values the SQL drivers' rows held for an Arrow extension column, else None.
+
+    - `arrow.json` (PostgreSQL json/jsonb, DuckDB JSON, Snowflake VARIANT/OBJECT/ARRAY) ->
+      the parsed document (dict, list, str, number; json.loads, as psycopg does);
+    - `arrow.uuid` -> its canonical text, as to_plain gives a UUID;
+    - PostgreSQL `numeric` (an opaque text column: a numeric without a declared precision has a
+      scale per value) -> Decimal of the server's text, exactly as psycopg gives it;
+    - any other opaque column -> its text, or its bytes as hex.
+    """
+    arrow_type = array.type
+    if not isinstance(arrow_type, pa.BaseExtensionType):
+        return None
+    if isinstance(arrow_type, pa.JsonType):
+        return [None if text is None else json.loads(text) for text in array.storage.to_pylist()]
+    if isinstance(arrow_type, pa.UuidType):
+        return [None if raw is None else str(uuid.UUID(bytes=raw))
+                for raw in array.storage.to_pylist()]
+    if isinstance(arrow_type, pa.OpaqueType) and arrow_type.type_name == "numeric":
+        return [None if text is None else decimal.Decimal(text)
+                for text in array.storage.to_pylist()]
+    return [to_plain(value) for value in array.storage.to_pylist()]
 
 
 def arrow_values(array: pa.Array) -> list[Any]:
     """One column's values exactly as they appear in `parquet_batch_to_rows`'s rows."""
     if not _needs_conversion(array.type):
         return array.to_pylist()
+    values = warehouse_values(array)
+    if values is not None:
+        return values
     safe = _python_safe_type(array.type)
     if not safe.equals(array.type):
         array = array.cast(safe, safe=False)
     values = array.to_pylist(maps_as_pydicts="lossy")
-    if _holds_binary(array.type):
+    if _holds_binary(array.type) or _holds_extension(array.type):
         values = [to_plain(value) for value in values]
     return values
+
+
+def _holds_extension(arrow_type: pa.DataType) -> bool:
+    if isinstance(arrow_type, pa.BaseExtensionType):
+        return True
+    return any(_holds_extension(arrow_type.field(index).type)
+               for index in range(arrow_type.num_fields))
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of `batches`, in order, as batches of exactly `rows` rows (the last: the rest).
+
+    Drivers size their batches in bytes (ADBC PostgreSQL) or by their own vector size (DuckDB);
+    a RowChunk holds `chunk_size` rows whatever the driver did. Slices share the buffers.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        if held < rows:
+            continue
+        joined = pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+        offset = 0
+        while held - offset >= rows:
+            yield joined.slice(offset, rows)
+            offset += rows
+        pending = [joined.slice(offset)] if offset < held else []
+        held -= offset
+    if held:
+        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.rows import arrow_values, parquet_batch_to_rows
+from connectors.rows import arrow_values, is_json_type, parquet_batch_to_rows
 from transforms import reasons
 from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
@@ -137,8 +137,9 @@ def _leaf_chains(fields: Sequence[pa.Field], segments: tuple[str, ...], start: i
         arrow_type = fields[index].type
         if pa.types.is_struct(arrow_type):
             chains.extend(_leaf_chains(list(arrow_type), segments, end, prefix + (index,)))
-        elif pa.types.is_nested(arrow_type):   # a list or a map: indexes and keys are per row
-            raise _Unsupported(f"{'.'.join(segments)} goes through a list or map column")
+        elif pa.types.is_nested(arrow_type) or is_json_type(arrow_type):
+            # a list, a map or JSON documents (SQL sources): indexes and keys are per row
+            raise _Unsupported(f"{'.'.join(segments)} goes through a list, map or JSON column")
     return chains
 
 
