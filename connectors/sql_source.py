@@ -198,7 +198,7 @@ _BATCH_HINT_BYTES = str(8 << 20)        # ADBC sizes its batches in bytes; rebat
 # What the ADBC driver says when the server speaks the protocol but lacks what it needs (no
 # COPY (query) TO STDOUT in binary, or an old pg_type catalog: Redshift and other forks).
 _ADBC_UNSUPPORTED = ("could not begin COPY", "Failed to build type mapping table",
-                     "COPY (", "binary format")
+                     "FROM pg_catalog.pg_type", "binary format")
 
 
 def postgresql_reader(url: str) -> tuple[str, str]:
@@ -264,7 +264,7 @@ def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | No
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": _BATCH_HINT_BYTES})
         try:
-            cursor.execute(render_literals(query, params))
+            cursor.execute(render_literals(_without_final_semicolon(query), params))
             batches = cursor.fetch_record_batch()
         except Exception as error:
             if not _adbc_unsupported(error):
@@ -274,6 +274,11 @@ def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | No
         yield from rebatch(batches, chunk_size)
     finally:
         connection.close()
+
+
+def _without_final_semicolon(query: str) -> str:
+    """`SELECT ... ;` -> `SELECT ...`: the driver wraps the query in COPY (...) TO STDOUT."""
+    return re.sub(r"[\s;]+$", "", query)
 
 
 def _adbc_unsupported(error: Exception) -> bool:
