@@ -195,19 +195,45 @@ def _snowflake_type(field: pa.Field) -> str:
     return ""
 
 
-def _connect(url: str) -> Any:
+_SECRET_OPTIONS_KEYS = ("password", "adbc.snowflake.sql.client_option.jwt_private_key_pkcs8_value",
+                        "adbc.snowflake.sql.client_option.jwt_private_key_pkcs8_password")
+
+
+class SnowflakeError(Exception):
+    """A driver error with every credential value replaced by `***`; keeps its SQLSTATE."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def without_secrets(error: Exception, options: Mapping[str, str]) -> SnowflakeError:
+    """`error` as a SnowflakeError whose text holds none of the credentials in `options`."""
+    text = str(error)
+    for key in _SECRET_OPTIONS_KEYS:
+        value = options.get(key)
+        if value:
+            text = text.replace(value, "***")
+    return SnowflakeError(f"{type(error).__name__}: {text}", getattr(error, "sqlstate", None))
+
+
+def _connect(url: str) -> tuple[Any, dict[str, str]]:
     try:
         import adbc_driver_snowflake.dbapi as adbc_snowflake
     except ImportError:
         raise ConfigError('snowflake:// needs the ADBC Snowflake driver: pip install '
                           '"capi-sync[snowflake]"') from None
-    return adbc_snowflake.connect(db_kwargs=connection_options(parse_snowflake_url(url)))
+    options = connection_options(parse_snowflake_url(url))
+    try:
+        return adbc_snowflake.connect(db_kwargs=options), options
+    except Exception as error:
+        raise without_secrets(error, options) from None
 
 
 def read_snowflake_batches(url: str, query: str, params: Mapping[str, Any] | None,
                            chunk_size: int) -> Iterator[pa.RecordBatch]:
     """The query's result, `chunk_size` rows a batch, converted by snowflake_batch."""
-    connection = _connect(url)
+    connection, options = _connect(url)
     try:
         cursor = connection.cursor()
         cursor.adbc_statement.set_options(**{"adbc.rpc.result_queue_size": _RESULT_QUEUE})
@@ -215,6 +241,8 @@ def read_snowflake_batches(url: str, query: str, params: Mapping[str, Any] | Non
         cursor.execute(sql, values or None)
         for batch in rebatch(cursor.fetch_record_batch(), chunk_size):
             yield snowflake_batch(batch)
+    except Exception as error:
+        raise without_secrets(error, options) from None
     finally:
         connection.close()
 
@@ -222,9 +250,11 @@ def read_snowflake_batches(url: str, query: str, params: Mapping[str, Any] | Non
 def snowflake_result_columns(url: str, query: str, params: Mapping[str, Any] | None
                              ) -> list[str]:
     """The query's column names: Snowflake compiles it (ADBC ExecuteSchema), runs nothing."""
-    connection = _connect(url)
+    connection, options = _connect(url)
     try:
         sql, values = qmark_query(query, params)
         return connection.cursor().adbc_execute_schema(sql, values or None).names
+    except Exception as error:
+        raise without_secrets(error, options) from None
     finally:
         connection.close()

@@ -70,8 +70,8 @@ def redact_url(url: str) -> str:
         user_info, host = netloc.rsplit("@", 1)
         netloc = f"{user_info.split(':', 1)[0]}:{_REDACTED}@{host}"
     query = parts.query
-    if query:
-        options = parse_qsl(query, keep_blank_values=True)
+    options = parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in options):
         query = urlencode([(key, _REDACTED if key.lower() == "password" else value)
                            for key, value in options], safe="*")
     if netloc == parts.netloc and query == parts.query:
