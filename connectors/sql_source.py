@@ -26,9 +26,12 @@ str, bytes -> hex (see connectors.rows.to_plain).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -378,11 +381,47 @@ def _is_query_error(error: Exception) -> bool:
     return type(error).__name__ in ("CatalogException", "BinderException", "ParserException")
 
 
+@dataclasses.dataclass(frozen=True)
+class SpilledChunk:
+    """A chunk the reader wrote to a local Arrow IPC file: what crosses the Reshuffle when the
+    workers share the reader's disk (DirectRunner), instead of the rows themselves."""
+
+    path: str
+    origin: str
+    first_row: int
+
+
+def spill(batch: pa.RecordBatch, directory: str, index: int, origin: str, first_row: int
+          ) -> SpilledChunk:
+    path = os.path.join(directory, f"chunk-{index:08d}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return SpilledChunk(path, origin, first_row)
+
+
+def load_spilled(spilled: SpilledChunk) -> RowChunk:
+    """The chunk back from its file, which is then removed (and its directory with the last)."""
+    with pa.OSFile(spilled.path, "rb") as source:
+        batch = pa.ipc.open_file(source).get_batch(0)
+    os.remove(spilled.path)
+    try:
+        os.rmdir(os.path.dirname(spilled.path))
+    except OSError:      # other chunks are still there
+        pass
+    return RowChunk.of_arrow(batch, spilled.origin, spilled.first_row)
+
+
+class _LoadSpilledFn(beam.DoFn):
+    def process(self, element: RowChunk | SpilledChunk) -> Iterator[RowChunk]:
+        yield load_spilled(element) if isinstance(element, SpilledChunk) else element
+
+
 class _ReadSqlFn(beam.DoFn):
     """query -> RowChunks. Runs on one worker; the connection lives only as long as the read."""
 
     def __init__(self, url: str, params: Mapping[str, Any] | None, chunk_size: int,
-                 label: str) -> None:
+                 label: str, spill: bool = False) -> None:
+        self._spill = spill
         self._url = url
         self._params = None if params is None else dict(params)
         self._chunk_size = chunk_size
@@ -392,19 +431,39 @@ class _ReadSqlFn(beam.DoFn):
     def __repr__(self) -> str:
         return f"_ReadSqlFn({redact_url(self._url)!r}, label={self._label!r})"
 
-    def process(self, query: str) -> Iterator[RowChunk]:
+    def process(self, query: str) -> Iterator[RowChunk | SpilledChunk]:
+        if not self._spill:
+            yield from self._chunks(query, None)
+            return
+        directory = tempfile.mkdtemp(prefix="capi-sync-sql-")
+        try:
+            yield from self._chunks(query, directory)
+        except BaseException:
+            # The read step failed: no later step has read a chunk; take them all away.
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        try:
+            os.rmdir(directory)          # nothing was spilled (an empty result, or row dicts)
+        except OSError:
+            pass
+
+    def _chunks(self, query: str, directory: str | None) -> Iterator[RowChunk | SpilledChunk]:
         origin = f"sql:{self._label}"
         reader = _READERS[dialect_of(self._url)]
         row_number = 1
         try:
-            for read in reader(self._url, query, self._params, self._chunk_size):
+            for index, read in enumerate(reader(self._url, query, self._params,
+                                                self._chunk_size)):
                 if isinstance(read, pa.RecordBatch):     # the columnar path, as Parquet's
-                    chunk = RowChunk.of_arrow(read, origin, row_number)
+                    count = read.num_rows
+                    chunk = (spill(read, directory, index, origin, row_number) if directory
+                             else RowChunk.of_arrow(read, origin, row_number))
                 else:                                    # the server-side cursor's row dicts
+                    count = len(read)
                     chunk = RowChunk(read, [source_ref(origin, row_number + offset)
-                                            for offset in range(len(read))])
-                row_number += len(chunk)
-                self._rows_read.inc(len(chunk))
+                                            for offset in range(count)])
+                row_number += count
+                self._rows_read.inc(count)
                 yield chunk
         except SqlSourceError as error:
             raise SqlSourceError(scrub(str(error), self._url)) from None
@@ -416,6 +475,17 @@ class _ReadSqlFn(beam.DoFn):
                 f"{row_number - 1} rows: {type(error).__name__}: {scrub(str(error), self._url)}"
             ) from None
         _LOG.info("Read %d rows from %s (%s).", row_number - 1, origin, redact_url(self._url))
+
+
+_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner",
+                  "BundleBasedDirectRunner", "FnApiRunner", "PrismRunner", "prism")
+
+
+def _runs_locally(pipeline: beam.Pipeline) -> bool:
+    """Whether every worker runs on this machine (DirectRunner and its relatives)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    runner = pipeline.options.view_as(StandardOptions).runner
+    return runner in _LOCAL_RUNNERS or type(pipeline.runner).__name__ in _LOCAL_RUNNERS[2:]
 
 
 class ReadSql(beam.PTransform):
@@ -470,13 +540,20 @@ class ReadSql(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self._check_query:   # a wrong table fails here, in the launcher, before any read
             result_columns(self._url, self._query, self._params)
-        return (
+        # A local runner holds what crosses a Reshuffle in the launcher's memory (the whole
+        # table); its workers share one disk, so the chunks go there and only their file
+        # names are shuffled. Dataflow's shuffle service spills by itself.
+        spill_locally = _runs_locally(pbegin.pipeline)
+        chunks = (
             pbegin
             | "SqlQuery" >> beam.Create([self._query])
-            | "RunQuery" >> beam.ParDo(
-                _ReadSqlFn(self._url, self._params, self._chunk_size, self._label))
+            | "RunQuery" >> beam.ParDo(_ReadSqlFn(self._url, self._params, self._chunk_size,
+                                                  self._label, spill=spill_locally))
             | "SpreadChunks" >> beam.Reshuffle()
         )
+        if spill_locally:
+            chunks = chunks | "LoadChunks" >> beam.ParDo(_LoadSpilledFn())
+        return chunks
 
     def display_data(self) -> dict[str, Any]:
         return {"url": redact_url(self._url), "label": self._label,

@@ -536,3 +536,41 @@ def test_duckdb_connections_have_no_progress_bar(duckdb_url: str) -> None:
             "SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
     finally:
         connection.close()
+
+
+def test_on_a_local_runner_chunks_cross_the_shuffle_as_files_then_are_removed(
+        duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from connectors.sql_source import SpilledChunk, _ReadSqlFn, load_spilled
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fn = _ReadSqlFn(duckdb_url, None, 4, "orders", spill=True)
+    spilled = list(fn.process("SELECT * FROM orders ORDER BY id"))
+    assert [type(item) for item in spilled] == [SpilledChunk, SpilledChunk]
+    assert [(item.origin, item.first_row) for item in spilled] == [("sql:orders", 1),
+                                                                  ("sql:orders", 5)]
+    (directory,) = tmp_path.iterdir()
+    assert sorted(path.name for path in directory.iterdir()) == [
+        "chunk-00000000.arrow", "chunk-00000001.arrow"]
+    loaded = [load_spilled(item) for item in spilled]
+    assert [row for chunk in loaded for row in chunk.rows] == [duckdb_order(n) for n in range(1, 8)]
+    assert list(tmp_path.iterdir()) == []        # every file read, and the directory removed
+
+    with BeamTestPipeline() as pipeline:       # the same through ReadSql on DirectRunner
+        chunks = pipeline | ReadSql(duckdb_url, "SELECT * FROM orders WHERE id = 7")
+        assert_that(chunks, equal_to([chunk("orders", [(1, duckdb_order(7))])]))
+    assert list(tmp_path.glob("capi-sync-sql-*")) == []      # (Beam keeps its own temp dirs)
+
+
+def test_a_failed_read_leaves_no_spilled_chunk(postgres_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from connectors.sql_source import SqlSourceError, _ReadSqlFn
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    query = ("SELECT g FROM generate_series(1, 100000) AS g WHERE g < 90000 OR "
+             "pg_terminate_backend(pg_backend_pid())")
+    fn = _ReadSqlFn(postgres_url, None, 1000, "g", spill=True)
+    with pytest.raises(SqlSourceError, match="terminating connection"):
+        list(fn.process(query))
+    assert list(tmp_path.glob("capi-sync-sql-*")) == []
