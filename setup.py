@@ -32,7 +32,8 @@ setuptools.setup(
         "msgspec>=0.18",               # the emulator's benchmark mode reads only event ids
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9",
+                 "adbc-driver-snowflake>=1.6"],   # the Snowflake tests import its driver
         "gcp-secrets": ["google-cloud-secret-manager>=2"],
         "snowflake": ["adbc-driver-snowflake>=1.6"],   # snowflake:// read as Arrow
     },
