@@ -33,6 +33,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from connectors.rows import RowChunk, to_plain
+from transforms import metrics
 from transforms.errors import ConfigError
 
 
@@ -109,7 +110,7 @@ class _ToRowChunk(beam.DoFn):
 
     def __init__(self, origin: str) -> None:
         self._origin = origin
-        self._rows_read = Metrics.counter("capi", "source_rows_read")
+        self._rows_read = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_ROWS_READ)
 
     def process(self, rows: list[Mapping[str, Any]]) -> list[RowChunk]:
         self._rows_read.inc(len(rows))

@@ -178,8 +178,6 @@ class CapiClient:
         if not api_key or any(ch.isspace() or ord(ch) < 32 for ch in api_key):
             # Checked here because requests would echo the header value in its own error.
             raise ConfigError("The API key is empty or contains whitespace/control characters")
-        if max_in_flight < 1:
-            raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.endpoint = endpoint
         self.pixel_id = pixel_id
         self.validate_only = validate_only

@@ -1,10 +1,11 @@
 """The delivery sink: a DoFn that sends request-sized batches through `CapiClient`.
 
-Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate (type, id)). The
+Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate dedup key). The
 main output is the number of events the API accepted per batch; every event that was not
 accepted leaves on the tagged output "dead_letters" as a `DeadLetter` carrying its reason, id,
-source and the event itself (so the record can be replayed). Beam counters live in namespace
-"capi".
+source and the event itself (so the record can be replayed). Counters (names in
+transforms/metrics.py): events accepted, requests, retries and answers by status; dead letters are
+counted where they are written.
 
 Up to `max_in_flight` batches are in flight at once on a thread pool: `process()` submits and
 emits whatever has finished, blocking on the oldest only when the pool is full; `finish_bundle()`
@@ -13,6 +14,7 @@ thread-local), never from the pool threads.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
@@ -31,13 +33,13 @@ from connectors.capi_client import (
     check_endpoint,
 )
 from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
-from transforms.deadletter import DeadLetter
+from transforms import metrics
+from transforms.coverage import count_sent
+from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MappedEvent
 
 _LOG = logging.getLogger(__name__)
-
-METRICS_NAMESPACE = "capi"
 
 
 @dataclasses.dataclass
@@ -58,7 +60,7 @@ class DeliverBatches(beam.DoFn):
     an option value and never pickled with the DoFn.
     """
 
-    DEAD_LETTERS = "dead_letters"
+    DEAD_LETTERS = DEAD_LETTERS
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, default_pixel_id: str | None = None,
                  api_key_env: str | None = DEFAULT_API_KEY_ENV,
@@ -66,8 +68,6 @@ class DeliverBatches(beam.DoFn):
                  max_in_flight: int = 4, retry: RetryPolicy = DEFAULT_RETRY_POLICY,
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0):
         check_endpoint(endpoint)   # fail at construction, before any data is read
-        if max_in_flight < 1:
-            raise ConfigError(f"--max-in-flight must be at least 1, got {max_in_flight}")
         self._endpoint = endpoint
         self._default_pixel_id = default_pixel_id
         self._api_key_env = api_key_env
@@ -154,26 +154,29 @@ class DeliverBatches(beam.DoFn):
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
         accepted = 0
+        sent_events = []            # what OpenAI can match on: counted per delivered event
         for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
             if outcome.accepted:
                 accepted += 1
+                sent_events.append(mapped.event)
                 continue
-            _counter(f"dead_letter_{outcome.reason}").inc()
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
                 reason=outcome.reason, detail=outcome.detail or "", event_id=_event_id(mapped),
                 source=mapped.source, event=mapped.event, pixel_id=mapped.pixel_id)))
-        dead_lettered = len(in_flight.events) - accepted
-        _counter("events_accepted").inc(accepted)
-        _counter("events_dead_lettered").inc(dead_lettered)
-        _counter("requests").inc(result.requests)
-        _counter("retries").inc(result.retries)
+        _counter(metrics.EVENTS_ACCEPTED).inc(accepted)
+        _counter(metrics.REQUESTS).inc(result.requests)
+        _counter(metrics.RETRIES).inc(result.retries)
         for label, count in result.statuses.items():
-            _counter(f"http_{label}").inc(count)
+            _counter(metrics.http_status(label)).inc(count)
+        sent: collections.Counter[str] = collections.Counter()
+        count_sent(sent_events, sent)
+        for name, count in sent.items():
+            _counter(name).inc(count)
         yield windowed(accepted)
 
 
 def _counter(name: str):
-    return Metrics.counter(METRICS_NAMESPACE, name)
+    return Metrics.counter(metrics.NAMESPACE, name)
 
 
 def _event_id(mapped: MappedEvent) -> str | None:

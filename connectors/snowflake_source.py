@@ -35,7 +35,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
-from connectors.rows import json_column, rebatch
+from connectors.rows import rebatch
+from transforms.arrow_rows import json_column
 from transforms.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")

@@ -40,7 +40,9 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from connectors.rows import RowChunk, json_column, rebatch, source_ref, to_plain
+from connectors.rows import RowChunk, rebatch, source_ref, to_plain
+from transforms import metrics
+from transforms.arrow_rows import json_column
 from transforms.errors import CapiSyncError, ConfigError
 
 _LOG = logging.getLogger(__name__)
@@ -321,6 +323,23 @@ _READERS = {DUCKDB: read_duckdb_batches, POSTGRESQL: read_postgresql_batches,
             SNOWFLAKE: _snowflake_batches}
 
 
+def first_chunk(url: str, query: str, params: Mapping[str, Any] | None, limit: int
+                ) -> RowChunk:
+    """The query's first `limit` rows as the pipeline's reader gives them (for a preview); the
+    rest is not read."""
+    origin = f"sql:{query_label(query)}"
+    reads = _READERS[dialect_of(url)](url, query, params, limit)
+    try:
+        read = next(iter(reads), None)
+    finally:
+        reads.close()
+    if read is None:
+        return RowChunk([], [])
+    if isinstance(read, pa.RecordBatch):
+        return RowChunk.of_arrow(read, origin, 1)
+    return RowChunk(read, [source_ref(origin, n) for n in range(1, len(read) + 1)])
+
+
 def result_columns(url: str, query: str, params: Mapping[str, Any] | None = None) -> list[str]:
     """The names of the columns `query` returns, in order, without reading a row.
 
@@ -343,12 +362,19 @@ def result_columns(url: str, query: str, params: Mapping[str, Any] | None = None
     except CapiSyncError as error:
         raise type(error)(scrub(str(error), url)) from None
     except Exception as error:
-        message = scrub(str(error).strip(), url)
-        if _is_query_error(error):
-            raise ConfigError(f"The SQL query cannot run on {redact_url(url)}: {message} "
-                              f"(check the table and column names in --sql-query)") from None
-        raise SqlSourceError(f"Cannot reach {redact_url(url)} to check the query: "
-                             f"{type(error).__name__}: {message}") from None
+        raise query_check_failure(url, error) from None
+
+
+def query_check_failure(url: str, error: Exception) -> CapiSyncError:
+    """What a failed check of the query (before any read) says: a ConfigError when the query
+    itself is wrong (an unknown table or column, a syntax error), else a SqlSourceError (the
+    server cannot be reached, the login is refused). No password in either."""
+    message = scrub(str(error).strip(), url)
+    if _is_query_error(error):
+        return ConfigError(f"The SQL query cannot run on {redact_url(url)}: {message} "
+                           f"(check the table and column names in --sql-query)")
+    return SqlSourceError(f"Cannot reach {redact_url(url)} to check the query: "
+                          f"{type(error).__name__}: {message}")
 
 
 def _postgresql_result_columns(url: str, query: str, params: Mapping[str, Any] | None
@@ -426,7 +452,7 @@ class _ReadSqlFn(beam.DoFn):
         self._params = None if params is None else dict(params)
         self._chunk_size = chunk_size
         self._label = label
-        self._rows_read = Metrics.counter("capi", "source_rows_read")
+        self._rows_read = Metrics.counter(metrics.NAMESPACE, metrics.SOURCE_ROWS_READ)
 
     def __repr__(self) -> str:
         return f"_ReadSqlFn({redact_url(self._url)!r}, label={self._label!r})"

@@ -2,18 +2,22 @@
 
     capi-sync --input 'exports/*.parquet' --pixel-id px_123 --report report.json
     capi-sync demo                      # the real pipeline on the bundled example + emulator
+    capi-sync preview --input x.parquet # the first rows mapped and hashed; nothing is sent
     capi-sync --print-default-mapping   # the default mapping, to copy and edit
 """
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import signal
 import sys
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
+EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 def _help_text() -> str:
@@ -24,8 +28,9 @@ def _help_text() -> str:
     parser = argparse.ArgumentParser(
         prog="capi-sync",
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
-        epilog="Also: `capi-sync demo` (bundled example + emulator), `capi-sync "
-               "--print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+        epilog="Also: `capi-sync preview <source options> [--mapping FILE] [--rows 5]` (the "
+               "first rows mapped, nothing sent, no key), `capi-sync demo` (bundled example + "
+               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         print(_help_text())
         return 0
+    if argv[:1] == ["preview"]:
+        return _preview(argv[1:])
     if argv[:1] == ["demo"]:
         from pipeline.demo import run_demo
         return run_demo(argv[1:])
@@ -47,11 +54,34 @@ def main(argv: list[str] | None = None) -> int:
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
+    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c)
     POOL.start(planned_worker_processes(argv))
     try:
         return _run(argv)
     finally:
+        signal.signal(signal.SIGINT, previous)
         POOL.close()
+
+
+INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and no watermark "
+               "were written, and no dead-letter file was completed. Events sent so far are "
+               "recorded; running again resends them safely (the API deduplicates).")
+
+
+def _stop_on_ctrl_c(signum, frame) -> None:
+    """One line and exit 130, at once: no Beam thread gets to print its traceback.
+
+    The worker processes ignore SIGINT (the terminal sends it to the whole process group) and
+    are killed here. Nothing is half-written: the report and the state file are only written
+    after the run, each by an atomic rename, and dead letters only become files when Beam
+    renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
+    """
+    from pipeline.warm_workers import POOL     # imported before this handler was installed
+
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    POOL.kill_all()
+    sys.stdout.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _run(argv: list[str]) -> int:
@@ -74,7 +104,29 @@ def _run(argv: list[str]) -> int:
         print(f"capi-sync: {exc}", file=sys.stderr)
         return runner.EXIT_CONFIG
     print(format_summary(outcome.report))
+    for problem in outcome.not_saved:
+        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
+    if outcome.failure:
+        print(f"capi-sync: run failed (exit {outcome.exit_code}): {outcome.failure}",
+              file=sys.stderr)
     return outcome.exit_code
+
+
+def _preview(argv: list[str]) -> int:
+    from pipeline import run as runner
+    from pipeline.preview import format_preview, preview
+    try:
+        result = preview(argv)
+    except CapiSyncError as exc:
+        kind = "configuration error: " if isinstance(exc, ConfigError) else ""
+        print(f"capi-sync preview: {kind}{exc}", file=sys.stderr)
+        return runner.EXIT_CONFIG
+    print(format_preview(result))
+    if not result.rows:
+        print("capi-sync preview: no row was read: the input matched no file or the query "
+              "returned no row", file=sys.stderr)
+        return runner.EXIT_NOTHING_READ
+    return 0
 
 
 def entry() -> None:

@@ -28,6 +28,8 @@ class RunPlan:
     since: dt.datetime | None          # lower bound pushed down to the source
     filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
     dead_letter_prefix: str
+    watermark: dt.datetime | None = None   # what --state-file held at start (compare-and-swap)
+    schema_notes: tuple[str, ...] | None = None  # mapping vs source columns; None: not checked
 
 
 class SyncToCapi(beam.PTransform):
@@ -97,8 +99,7 @@ def _read_rows(pbegin, run: RunPlan):
             opts.input, file_format=opts.input_format,
             columns=list(run.mapping_plan.required_columns) or None, chunk_size=opts.chunk_size)
         chunks, unreadable = pbegin | "ReadFiles" >> read
-        # Parquet rows are always readable: no writer (and its stages) for an empty output.
-        return chunks, unreadable if read.reads_text else None
+        return chunks, unreadable      # Parquet files too: a corrupt one is a dead letter
     if opts.sql_url:
         params = since_param if "since" in opts.sql_query else None
         return pbegin | "ReadSql" >> sources.ReadSql(

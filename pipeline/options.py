@@ -7,7 +7,10 @@ pass through untouched. Secrets never travel here: the options name *where* the 
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import re
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -18,6 +21,9 @@ from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 DEFAULT_API_KEY_ENV = "OPENAI_CAPI_API_KEY"
 INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{3,}")
 
 
 class CapiSyncOptions(PipelineOptions):
@@ -28,12 +34,16 @@ class CapiSyncOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         source = parser.add_argument_group("source (exactly one of)")
+        # nargs="+": an unquoted glob reaches us already expanded by the shell into several
+        # paths (--input a.parquet b.parquet); every one of them is read.
         source.add_argument(
             "--input",
-            action="append",
+            action="extend",
+            nargs="+",
             default=None,
             metavar="PATTERN",
-            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; repeatable",
+            help="Parquet/JSONL/CSV files, local or gs://, globs allowed; several paths and "
+                 "repeated --input are all read",
         )
         source.add_argument(
             "--input-format",
@@ -70,6 +80,14 @@ class CapiSyncOptions(PipelineOptions):
             dest="sql_query",
             default=None,
             help="query for --sql-url; may use %%(since)s for incremental syncs",
+        )
+        source.add_argument(
+            "--sql-file",
+            "--sql_file",
+            dest="sql_file",
+            default=None,
+            metavar="FILE",
+            help="file holding the query for --sql-url (instead of --sql-query)",
         )
 
         source.add_argument(
@@ -155,7 +173,7 @@ class CapiSyncOptions(PipelineOptions):
             "--dedupe",
             action="store_true",
             default=False,
-            help="run-wide dedup on (pixel, type, id); costs a shuffle",
+            help="run-wide dedup on (pixel, event name, id); costs a shuffle",
         )
         delivery.add_argument(
             "--skip-preflight",
@@ -174,6 +192,15 @@ class CapiSyncOptions(PipelineOptions):
             default=None,
             metavar="PREFIX",
             help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)",
+        )
+        output.add_argument(
+            "--max-dead-letter-rate",
+            "--max_dead_letter_rate",
+            dest="max_dead_letter_rate",
+            type=float,
+            default=None,
+            metavar="RATE",
+            help="fail the run (exit 8) when dead letters / rows read exceeds RATE (0..1)",
         )
         output.add_argument("--report", default=None, metavar="PATH", help="write the JSON run report here")
         output.add_argument(
@@ -198,6 +225,75 @@ class CapiSyncOptions(PipelineOptions):
         )
 
 
+class _ParserBuilt(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__("parser built")
+        self.parser = parser
+
+
+def _beam_parser(options: PipelineOptions) -> argparse.ArgumentParser:
+    """The parser Beam itself builds from every PipelineOptions subclass (ours, Dataflow's,
+    ...), taken through get_all_options' public `add_extra_args_fn` hook before Beam parses
+    with it (and logs "Discarding unparseable args" with the arguments' text)."""
+    def stop(parser: argparse.ArgumentParser) -> None:
+        raise _ParserBuilt(parser)
+    try:
+        options.get_all_options(add_extra_args_fn=stop)
+    except _ParserBuilt as built:
+        return built.parser
+    raise AssertionError("PipelineOptions.get_all_options did not call add_extra_args_fn")
+
+
+def _refuse(message: str) -> None:
+    raise ConfigError(mask_keys(message))
+
+
+def parse_options(argv: Sequence[str]) -> PipelineOptions:
+    """argv -> PipelineOptions, refusing every argument Beam would discard or choke on.
+
+    Beam keeps what it knows and drops the rest with a warning; for us a dropped argument is a
+    configuration error (exit 2): a typo'd flag (--pixelid), an option that does not exist
+    (--api-key sk-...: the message masks the key) or a stray value.
+    """
+    argv = list(argv)
+    parser = _beam_parser(PipelineOptions(argv))
+    parser.exit_on_error = False
+    parser.error = _refuse     # argparse's own errors ("invalid int value: ...") without exit
+    try:
+        _, unparsed = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        _refuse(f"{error}.")
+    if unparsed:
+        _refuse(_unparsed_message(unparsed, parser))
+    return PipelineOptions(argv)
+
+
+def _unparsed_message(unparsed: list[str], parser: argparse.ArgumentParser) -> str:
+    """'unknown option --pixelid px_1 (did you mean --pixel-id?)', 'stray value b.parquet'."""
+    known = [action.option_strings[0] for action in parser._actions if action.option_strings]
+    problems = []
+    for arg in unparsed:
+        if arg.startswith("-") or not problems:
+            flag = arg.split("=", 1)[0]
+            if arg.startswith("-"):
+                close = difflib.get_close_matches(flag, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problems.append([f"unknown option {arg}", hint])
+            else:
+                problems.append([f"stray value {arg}", " (several paths go right after one "
+                                 "--input: --input a.parquet b.parquet)"])
+        else:
+            problems[-1][0] += f" {arg}"
+    listed = "; ".join(text + hint for text, hint in problems)
+    return (f"{listed}. Every argument must be an option of `capi-sync --help` or of Beam "
+            f"(--runner, --project, ...); capi-sync ignores none.")
+
+
+def mask_keys(text: str) -> str:
+    """Every key-like run of characters (sk-...) replaced by 'sk-***'."""
+    return _KEY_LIKE.sub("sk-***", text)
+
+
 def validate_options(opts: CapiSyncOptions) -> None:
     """Fails fast, before any data is read, with a message that says how to fix the options."""
     sources = [
@@ -216,10 +312,19 @@ def validate_options(opts: CapiSyncOptions) -> None:
             f"Give exactly one source: --input, --bigquery-table, --bigquery-query or "
             f"--sql-url (found: {found})."
         )
+    if opts.sql_file:
+        if opts.sql_query:
+            raise ConfigError("Give the query once: --sql-query or --sql-file, not both.")
+        opts.sql_query = read_sql_file(opts.sql_file)
     if opts.sql_url and not opts.sql_query:
-        raise ConfigError("--sql-url needs --sql-query (the SELECT that returns the rows to send).")
+        raise ConfigError("--sql-url needs --sql-query or --sql-file (the SELECT that returns "
+                          "the rows to send).")
     if opts.sql_query and not opts.sql_url:
         raise ConfigError("--sql-query needs --sql-url (duckdb:///file.db or postgresql://...).")
+    rate = opts.max_dead_letter_rate
+    if rate is not None and not 0 <= rate <= 1:
+        raise ConfigError(f"--max-dead-letter-rate is a share of the rows read, within 0..1 "
+                          f"(0.05 = 5%), got {rate:g}.")
     if not 1 <= opts.batch_size <= MAX_EVENTS_PER_REQUEST:
         raise ConfigError(
             f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
@@ -236,15 +341,33 @@ def validate_options(opts: CapiSyncOptions) -> None:
             "--api-key-secret must be a Secret Manager resource name like "
             "projects/my-project/secrets/capi-key/versions/latest."
         )
-    if looks_like_api_key(opts.api_key_env or ""):
+    if opts.api_key_env is not None and not _ENV_NAME.match(opts.api_key_env):
+        # Never echo the value: "OPENAI_CAPI_API_KEY=sk-...", " sk-..." or "Bearer sk-..."
+        # all hold the key itself.
+        if looks_like_api_key(opts.api_key_env):
+            raise ConfigError(
+                "--api-key-env takes the NAME of an environment variable, and its value "
+                "looks like a key. Put the key in the environment (export "
+                "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history.")
         raise ConfigError(
-            "--api-key-env takes the NAME of an environment variable, and its value "
-            "looks like a key. Put the key in the environment (export "
-            "OPENAI_CAPI_API_KEY=...) and revoke this one: it is in your shell history."
-        )
+            "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
+            "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
     check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
 
 
+def read_sql_file(path: str) -> str:
+    """The query text of --sql-file; read once, by the launcher."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            query = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--sql-file {path!r} cannot be read ({type(exc).__name__}). Fix: give "
+                          "the path of a UTF-8 text file holding the SELECT.") from None
+    if not query.strip():
+        raise ConfigError(f"--sql-file {path!r} is empty; write the SELECT in it.")
+    return query
+
+
 def looks_like_api_key(value: str) -> bool:
-    return value.startswith("sk-")
+    return "sk-" in value or "bearer" in value.lower()
 

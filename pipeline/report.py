@@ -1,13 +1,8 @@
 """The run report (contract section 7): one JSON object, reconciled, plus a readable summary.
 
 Every figure comes from Beam metrics in namespace "capi", so the same report works on
-DirectRunner and Dataflow. Counter names (grep for them in the Dataflow UI):
-  rows_read                    rows (or replayed dead-letter records) that entered the pipeline
-  events_accepted              events the API acknowledged (validated, under --validate-only)
-  dead_lettered.<reason>       dead-letter records written, by reason
-  skipped.<reason>             rows left out on purpose (excluded_event, no_consent, duplicate, ...)
-  requests, retries, http_<status>    delivery figures from the sink
-  mapper.<name>                what the mapper left out or defaulted (e.g. timestamp_defaulted)
+DirectRunner and Dataflow. The counter names (grep for them in the Dataflow UI) are listed and
+spelled in transforms/metrics.py.
 """
 from __future__ import annotations
 
@@ -15,15 +10,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-NAMESPACE = "capi"
+from pipeline.outputs import write_file
+from transforms import metrics
+from transforms.coverage import IDENTIFIER_LABELS, IDENTIFIERS, coverage_by_type
 
 
 def counters_from_result(result) -> dict[str, int]:
     """Committed counter values of namespace 'capi', summed over steps."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    query = result.metrics().query(MetricsFilter().with_namespace(metrics.NAMESPACE))
     totals: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -36,21 +32,60 @@ def _with_prefix(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
             if name.startswith(prefix) and value}
 
 
-def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any]:
-    dead_letter_reasons = _with_prefix(counters, "dead_lettered.")
-    skip_reasons = _with_prefix(counters, "skipped.")
+# mapper counter suffix -> what the summary calls it (transforms/mapper.py, user_fields.py)
+_CHANGE_KINDS = (("invalid", ".invalid", "left out as invalid"),
+                 ("over_limit", ".over_limit", "values over the 3-value limit"),
+                 ("not_allowed", ".not_allowed", "left out: not allowed for the event type"),
+                 ("defaulted", ".defaulted", "default used"))
+
+
+def mapper_changes(mapper_counters: Mapping[str, int]) -> dict[str, Any]:
+    """What the mapper changed on the rows: `{"timestamp_defaulted": 80,
+    "invalid": {"user.ip_address": 64}, ...}` (dead-letter counts are in dead_letter_reasons)."""
+    changes: dict[str, Any] = {"timestamp_defaulted": mapper_counters.get("timestamp_defaulted", 0)}
+    for key, suffix, _ in _CHANGE_KINDS:
+        changes[key] = {name[:-len(suffix)]: count for name, count in mapper_counters.items()
+                        if name.endswith(suffix) and count}
+    changes["empty_items"] = mapper_counters.get("data.contents.empty_item", 0)
+    return changes
+
+
+def empty_field_warnings(counters: Mapping[str, int], events_sent: int,
+                         mapped_fields: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Mapped fields that stayed empty on every sent event (a wrong path, when the source's
+    schema could not be checked before the run)."""
+    if not events_sent:
+        return []
+    return [f"{location} was empty on all {events_sent:,} sent events: check its path in the "
+            f"mapping (`capi-sync preview` shows what each row gives)"
+            for location, fields in mapped_fields.items()
+            if fields and not any(counters.get(metrics.FILLED_PREFIX + field, 0) for field in fields)]
+
+
+def build_report(counters: Mapping[str, int], *,
+                 mapped_fields: Mapping[str, tuple[str, ...]] | None = None,
+                 schema_notes: tuple[str, ...] = (), **run_facts: Any) -> dict[str, Any]:
+    """`mapped_fields`: mapping location -> the CAPI fields it fills
+    (transforms.coverage.mapped_capi_fields), to warn about fields empty on every event."""
+    dead_letter_reasons = _with_prefix(counters, metrics.DEAD_LETTERED_PREFIX)
+    skip_reasons = _with_prefix(counters, metrics.SKIPPED_PREFIX)
     report = {
-        "rows_read": counters.get("rows_read", 0),
-        "events_accepted": counters.get("events_accepted", 0),
+        "rows_read": counters.get(metrics.ROWS_READ, 0),
+        "events_accepted": counters.get(metrics.EVENTS_ACCEPTED, 0),
         "events_dead_lettered": sum(dead_letter_reasons.values()),
         "events_skipped": sum(skip_reasons.values()),
         "dead_letter_reasons": dead_letter_reasons,
         "skip_reasons": skip_reasons,
-        "requests": counters.get("requests", 0),
-        "retries": counters.get("retries", 0),
-        "http_statuses": _with_prefix(counters, "http_"),
-        "mapper_counters": _with_prefix(counters, "mapper."),
+        "requests": counters.get(metrics.REQUESTS, 0),
+        "retries": counters.get(metrics.RETRIES, 0),
+        "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
+    report["mapper_changes"] = mapper_changes(report["mapper_counters"])
+    report["identifier_coverage"] = coverage_by_type(counters)
+    report["filled_fields"] = _with_prefix(counters, metrics.FILLED_PREFIX)
+    report["warnings"] = [*schema_notes, *empty_field_warnings(
+        counters, report["events_accepted"], mapped_fields or {})]
     accounted = report["events_accepted"] + report["events_dead_lettered"] + report["events_skipped"]
     report["reconciled"] = report["rows_read"] == accounted
     report.update(run_facts)
@@ -58,12 +93,38 @@ def build_report(counters: Mapping[str, int], **run_facts: Any) -> dict[str, Any
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+    write_file(path, json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+
+
+def _change_lines(changes: Mapping[str, Any]) -> list[tuple[str, int]]:
+    lines = []
+    if changes["timestamp_defaulted"]:
+        lines.append(("timestamps defaulted to now", changes["timestamp_defaulted"]))
+    for key, _, label in _CHANGE_KINDS:
+        for field, count in changes[key].items():
+            lines.append((f"{label}: {field}", count))
+    if changes["empty_items"]:
+        lines.append(("empty contents items left out", changes["empty_items"]))
+    return lines
+
+
+def format_coverage(coverage: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per event type, the share of sent events carrying each identifier."""
+    if not coverage:
+        return []
+    headers = ["sent events by type", "events", *(IDENTIFIER_LABELS[i] for i in IDENTIFIERS)]
+    rows = [[event_type, f"{row['events']:,}",
+             *(f"{row[i]['share']:.1%}" for i in IDENTIFIERS)]
+            for event_type, row in coverage.items()]
+    widths = [max(len(r[c]) for r in [headers, *rows]) for c in range(len(headers))]
+    return ["  ".join(cell.ljust(w) if c == 0 else cell.rjust(w)
+                      for c, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in [headers, *rows]]
 
 
 def format_summary(report: Mapping[str, Any]) -> str:
     """The end-of-run table printed by the command line."""
+    changes = _change_lines(report["mapper_changes"]) if "mapper_changes" in report else []
     lines = [
         ("rows read", report["rows_read"]),
         ("events accepted", report["events_accepted"]),
@@ -79,6 +140,15 @@ def format_summary(report: Mapping[str, Any]) -> str:
     verdict = ("reconciled: rows read = accepted + dead-lettered + skipped" if report["reconciled"]
                else "NOT RECONCILED: rows read != accepted + dead-lettered + skipped")
     rule = "-" * (width + 14)
+    header = (["VALIDATE-ONLY run: the API checked every event and recorded none "
+               "(accepted = validated)"]
+              if report.get("validate_only") else [])
+    coverage = format_coverage(report.get("identifier_coverage") or {})
+    if changes:     # its own block: field names are long
+        change_width = max(len(label) for label, _ in changes) + 2
+        coverage = ["what the mapper changed (rows mapped)",
+                    *(f"  {label:<{change_width}}{count:>10,}" for label, count in changes),
+                    *coverage]
     footer = [verdict]
     files = dict(report)
     if files.get("dead_letter_prefix") is not None:     # one set of files per step, if any
@@ -88,4 +158,8 @@ def format_summary(report: Mapping[str, Any]) -> str:
                        ("dead_letter_prefix", "dead letters"), ("report_path", "report")):
         if files.get(key) is not None:
             footer.append(f"{label}: {files[key]}")
-    return "\n".join([rule, *table, rule, *footer])
+    footer.extend(f"warning: {warning}" for warning in report.get("warnings") or ())
+    if report.get("failure"):
+        footer.append(f"FAILED (exit {report['exit_code']}): {report['failure']}")
+    return "\n".join([*header, rule, *table, rule, *([*coverage, rule] if coverage else []),
+                      *footer])

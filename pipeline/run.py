@@ -14,14 +14,27 @@ from concurrent import futures
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
+from pipeline import outputs
 from pipeline import report as run_report
 from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
-from pipeline.incremental import effective_since, parse_since, read_watermark, write_watermark
+from pipeline.incremental import (
+    StateFileChanged,
+    effective_since,
+    parse_since,
+    read_watermark,
+    write_watermark,
+)
 from pipeline.logs import AUTH_FAILED
-from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.options import CapiSyncOptions, parse_options, validate_options
+from pipeline.source_check import check_source
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -30,6 +43,7 @@ from pipeline.warm_workers import (
     worker_count,
 )
 from transforms import reasons
+from transforms.coverage import mapped_capi_fields
 from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
@@ -39,6 +53,11 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+EXIT_NOTHING_READ = 5        # no row read (a glob matched no file, an empty query), or all skipped
+EXIT_NOTHING_DELIVERED = 6   # rows were read, every one was dead-lettered: nothing was sent
+EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
+EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
+EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 class RunStopped(CapiSyncError):
@@ -72,6 +91,33 @@ def refused_key_message(exc: BaseException) -> str | None:
 class RunOutcome:
     report: dict[str, Any]
     exit_code: int
+    not_saved: tuple[str, ...] = ()    # why a result could not be written, one line each
+    failure: str | None = None      # one line: why the exit code is not 0
+
+
+def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
+                ) -> tuple[int, str | None]:
+    """The exit code of a finished run and its one-line reason (README: Exit codes)."""
+    rows, accepted = report["rows_read"], report["events_accepted"]
+    dead, exhausted = report["events_dead_lettered"], \
+        report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
+    if rows == 0:
+        return EXIT_NOTHING_READ, ("no row was read: the input matched no file or the query "
+                                   "returned no row")
+    if exhausted:
+        return EXIT_RETRIES_EXHAUSTED, (f"{exhausted:,} events exhausted their retries: replay "
+                                        "their dead letters")
+    if accepted == 0 and dead:
+        top, count = max(report["dead_letter_reasons"].items(), key=lambda item: item[1])
+        return EXIT_NOTHING_DELIVERED, (f"all {dead:,} events that could be sent were "
+                                        f"dead-lettered (most: {top} {count:,}); nothing was sent")
+    if accepted == 0:
+        return EXIT_NOTHING_READ, (f"all {rows:,} rows read were skipped "
+                                   f"({', '.join(report['skip_reasons'])}); nothing was sent")
+    if max_dead_letter_rate is not None and dead / rows > max_dead_letter_rate:
+        return EXIT_DEAD_LETTER_RATE, (f"{dead / rows:.1%} of the rows read were dead-lettered, "
+                                       f"above --max-dead-letter-rate {max_dead_letter_rate:g}")
+    return EXIT_OK, None
 
 
 def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
@@ -118,26 +164,39 @@ def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineO
     """Parses and checks everything; raises ConfigError before any data is read."""
     from transforms.mapping import load_mapping
 
-    options = PipelineOptions(argv)
+    options = parse_options(argv)    # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     mapping_plan = load_mapping(opts.mapping)
     now = now or dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
-    watermark = read_watermark(opts.state_file) if opts.state_file else None
+    watermark = read_watermark(opts.state_file, now) if opts.state_file else None
     lower_bound = effective_since(since, watermark, now)
     # Files carry event times, not load times: filtering them by the watermark could skip rows
     # that arrived late, so only an explicit --since filters mapped events (see the README).
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
+    check_outputs_writable(opts, dead_letter_prefix)
+    schema_notes = check_source(opts, mapping_plan, lower_bound,
+                                options.view_as(GoogleCloudOptions).project)
     apply_runner_defaults(options, argv)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,
         since=lower_bound,
         filter_since_ms=int(event_time_floor.timestamp() * 1000) if event_time_floor else None,
-        dead_letter_prefix=opts.dead_letter or os.path.join("dead_letters", run_id, "dead"),
+        dead_letter_prefix=dead_letter_prefix,
+        watermark=watermark,
+        schema_notes=schema_notes,
     )
+
+
+def check_outputs_writable(opts: CapiSyncOptions, dead_letter_prefix: str) -> None:
+    outputs.check_writable(dead_letter_prefix, "--dead-letter", is_prefix=True)
+    for location, what in ((opts.report, "--report"), (opts.state_file, "--state-file")):
+        if location:
+            outputs.check_writable(location, what)
 
 
 def preflight(opts: CapiSyncOptions) -> None:
@@ -180,16 +239,44 @@ def run(argv: list[str]) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
+        mapped_fields=mapped_capi_fields(plan.mapping_plan) if plan.schema_notes is None
+        else None,                     # unchecked source: warn about fields empty on all events
+        schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,
         since=plan.since.isoformat(),
         dead_letter_prefix=plan.dead_letter_prefix,
         report_path=opts.report,
     )
+    code, failure = run_verdict(report, opts.max_dead_letter_rate)
+    report.update(exit_code=code, failure=failure)
+    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK)
+    if not_saved and code == EXIT_OK:
+        code = EXIT_NOT_SAVED
+    return RunOutcome(report, code, not_saved, failure)
+
+
+def save_results(report: dict[str, Any], plan: RunPlan, started_at: dt.datetime,
+                 advance: bool) -> tuple[str, ...]:
+    """Writes the report and advances the watermark; what failed, one line each (never raises
+    for a full or read-only disk: the summary is printed anyway and the run exits 7)."""
+    opts, not_saved = plan.options, []
     if opts.report:
-        run_report.write_report(report, opts.report)
-    exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
-    if opts.state_file and not exhausted and not opts.validate_only:
-        write_watermark(opts.state_file, started_at, {
-            k: report[k] for k in ("rows_read", "events_accepted", "events_dead_lettered",
-                                   "events_skipped", "started_at")})
-    return RunOutcome(report, EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK)
+        try:
+            run_report.write_report(report, opts.report)
+        except OSError as error:
+            not_saved.append(f"the report was not written to {opts.report}: {_why(error)}")
+    if opts.state_file and advance and not opts.validate_only:
+        try:
+            write_watermark(opts.state_file, started_at, {
+                k: report[k] for k in ("rows_read", "events_accepted", "events_dead_lettered",
+                                       "events_skipped", "started_at")}, plan.watermark)
+        except StateFileChanged as changed:
+            not_saved.append(str(changed))
+        except OSError as error:
+            not_saved.append(f"the watermark was not advanced in {opts.state_file}: "
+                             f"{_why(error)}; the next run reads from the old one again")
+    return tuple(not_saved)
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error).splitlines()[0][:200]

@@ -1,7 +1,7 @@
 """Thin Beam wrappers around the pure core in transforms/: map, batch, dedupe, replay, account.
 
 Each DoFn keeps per-row work in plain Python and talks to Beam only to emit elements and bump
-counters in namespace "capi" (see pipeline/report.py for the names).
+counters in namespace "capi" (names in transforms/metrics.py).
 """
 from __future__ import annotations
 
@@ -19,15 +19,13 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.coders import EventList
-from transforms import reasons
+from transforms import metrics, reasons
 from transforms.batching import RequestBatcher
-from transforms.deadletter import DeadLetter
+from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.events import MappedEvent
 from transforms.validate import validate_event
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "capi"
-DEAD_LETTERS = "dead_letters"
 
 
 def _now_ms() -> int:
@@ -71,10 +69,10 @@ def tune_gc_for_batch_work() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
-def _flush_counts(counts: Counter, prefix: str) -> None:
+def _flush_counts(counts: Counter, name_of) -> None:
     for name, value in counts.items():
         if value:
-            Metrics.counter(NAMESPACE, prefix + name).inc(value)
+            Metrics.counter(metrics.NAMESPACE, name_of(name)).inc(value)
     counts.clear()
 
 
@@ -116,14 +114,14 @@ class MapRowsToEvents(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letter)
             else:
                 self._skips[result.skipped] += 1
-        Metrics.counter(NAMESPACE, "rows_read").inc(len(chunk))
+        Metrics.counter(metrics.NAMESPACE, metrics.ROWS_READ).inc(len(chunk))
         Progress.add(self._progress_s, rows=len(chunk), dead=dead)
         if events:
             yield EventList(events)
 
     def finish_bundle(self):
-        _flush_counts(self._skips, "skipped.")
-        _flush_counts(self._mapper.counters, "mapper.")
+        _flush_counts(self._skips, metrics.skipped)
+        _flush_counts(self._mapper.counters, metrics.mapper)
 
 
 class ReplayDeadLetters(beam.DoFn):
@@ -134,7 +132,7 @@ class ReplayDeadLetters(beam.DoFn):
     """
 
     def process(self, record: DeadLetter):
-        Metrics.counter(NAMESPACE, "rows_read").inc()
+        Metrics.counter(metrics.NAMESPACE, metrics.ROWS_READ).inc()
         if not record.event:
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record)
             return
@@ -148,7 +146,7 @@ class ReplayDeadLetters(beam.DoFn):
 
 
 class BatchRequests(beam.DoFn):
-    """Lists of MappedEvent -> requests of <= batch_size events per pixel, no (type, id) twice.
+    """Lists of MappedEvent -> requests of <= batch_size events per pixel, no dedup key twice.
 
     Batches fill across the whole bundle and the remainder is flushed in finish_bundle, so a
     bundle of N events costs ceil(N / batch_size) requests per pixel, with no shuffle (the
@@ -169,11 +167,12 @@ class BatchRequests(beam.DoFn):
         for batch in self._batcher.flush():
             yield WindowedValue(EventList(batch), GlobalWindow().max_timestamp(), [GlobalWindow()])
         if self._batcher.duplicates:
-            Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(self._batcher.duplicates)
+            Metrics.counter(metrics.NAMESPACE, metrics.skipped(reasons.DUPLICATE)).inc(
+                self._batcher.duplicates)
 
 
 class DedupeRunWide(beam.PTransform):
-    """Keeps the first event per (pixel, type, id) across the whole run (a shuffle)."""
+    """Keeps the first event per dedup key (pixel, event name, id) across the whole run (a shuffle)."""
 
     def expand(self, event_lists):
         return (event_lists
@@ -190,7 +189,7 @@ class _KeepFirstOfGroup(beam.DoFn):
         first = next(iterator)
         repeats = sum(1 for _ in iterator)
         if repeats:
-            Metrics.counter(NAMESPACE, "skipped." + reasons.DUPLICATE).inc(repeats)
+            Metrics.counter(metrics.NAMESPACE, metrics.skipped(reasons.DUPLICATE)).inc(repeats)
         yield EventList([first])
 
 
@@ -198,7 +197,7 @@ class CountUnreadableRows(beam.DoFn):
     """Rows the source could not parse still count as read: they end as dead letters."""
 
     def process(self, record: DeadLetter):
-        Metrics.counter(NAMESPACE, "rows_read").inc()
+        Metrics.counter(metrics.NAMESPACE, metrics.ROWS_READ).inc()
         yield record
 
 
@@ -225,7 +224,7 @@ class AccountDeadLetter(beam.DoFn):
     """Counts each dead letter by reason (the report's source of truth) and encodes it."""
 
     def process(self, record: DeadLetter):
-        Metrics.counter(NAMESPACE, "dead_lettered." + record.reason).inc()
+        Metrics.counter(metrics.NAMESPACE, metrics.dead_lettered(record.reason)).inc()
         yield record.to_json()
 
 

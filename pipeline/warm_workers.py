@@ -23,6 +23,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -87,6 +88,7 @@ class WarmWorkerPool:
         self._command = list(command)
         self._lock = threading.Lock()
         self._waiting: list[subprocess.Popen] = []
+        self._started: list[subprocess.Popen] = []
         self.taken = 0
 
     def start(self, count: int) -> None:
@@ -101,6 +103,7 @@ class WarmWorkerPool:
                 return
             with self._lock:
                 self._waiting.append(process)
+                self._started.append(process)
 
     def __len__(self) -> int:
         with self._lock:
@@ -125,6 +128,15 @@ class WarmWorkerPool:
             process.kill()
             process.stdin.close()
             process.wait()
+
+
+    def kill_all(self) -> None:
+        """Kills every process this pool started, taken or not (Ctrl-C: the run is over)."""
+        with self._lock:
+            started = list(self._started)
+        for process in started:
+            if process.poll() is None:
+                process.kill()
 
 
 POOL = WarmWorkerPool()
@@ -153,6 +165,7 @@ def _serve() -> int:
     if not line:
         return 0
     os.environ.update(json.loads(line))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the launcher's: it stops us
     sys.stderr = WithoutAuthTracebacks(sys.stderr)    # the launcher prints the cause once
     sdk_worker_main.main(sys.argv)
     gc.freeze()     # the runner waits for this exit: skip the shutdown collection (see cli.entry)

@@ -1,6 +1,7 @@
 """Request planning: group mapped events into requests of at most `batch_size`, per pixel.
 
-A request never carries two events with the same (type, id): the API would count them once
+A request never carries two events with the same dedup key (pixel, event name, id; see
+`transforms.events.dedup_key`): the API would count them once
 anyway, and a duplicate inside an all-or-nothing batch is a needless risk. Later duplicates are
 dropped and counted (reason `duplicate`). Pure Python: the Beam wrapper lives in pipeline/.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from transforms.events import MAX_EVENTS_PER_REQUEST, MappedEvent
+from transforms.events import MAX_EVENTS_PER_REQUEST, MappedEvent, dedup_key
 
 
 class RequestBatcher:
@@ -23,7 +24,7 @@ class RequestBatcher:
             raise ValueError(f"batch_size must be within 1..{MAX_EVENTS_PER_REQUEST}, got {batch_size}")
         self.batch_size = batch_size
         self.duplicates = 0
-        self._open: dict[str | None, tuple[list[MappedEvent], set[tuple[str, str]]]] = {}
+        self._open: dict[str | None, tuple[list[MappedEvent], set[tuple]]] = {}
 
     def add(self, mapped: MappedEvent) -> list[MappedEvent] | None:
         """Adds one event; returns a full request when this event completed one, else None."""
@@ -31,7 +32,7 @@ class RequestBatcher:
         if open_request is None:     # (not setdefault: it would build a list and a set per event)
             open_request = self._open[mapped.pixel_id] = ([], set())
         batch, seen = open_request
-        key = (mapped.event.get("type"), mapped.event.get("id"))
+        key = dedup_key(mapped.pixel_id, mapped.event)
         if key in seen:
             self.duplicates += 1
             return None

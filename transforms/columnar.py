@@ -22,7 +22,6 @@ from dicts, exactly as before.
 """
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -30,17 +29,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.rows import arrow_values, is_json_type, parquet_batch_to_rows
 from transforms import reasons
+from transforms.arrow_rows import arrow_values, is_json_type, parquet_batch_to_rows
 from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
-from transforms.mapping import ConsentPlan, ContentsPlan, ItemValueSource, MappingPlan
-from transforms.paths import Path, Template, ValueSource
-from transforms.user_fields import NOT_BUILT, TEXT_OR_NONE, UserBuilder
-
-_VALUE_SOURCE_FIELDS = ("id", "type", "timestamp_ms", "custom_event_name", "oppref",
-                        "action_source", "source_url", "opt_out", "amount", "currency",
-                        "plan_id", "pixel_id")
+from transforms.mapping import MappingPlan, rewrite_row_paths
+from transforms.paths import EACH, Path, ValueSource, present_column
+from transforms.user_fields import UserBuilder
 
 
 class _Unsupported(Exception):
@@ -61,57 +56,22 @@ class _Position:
 
 
 class _PositionalPlan:
-    """A copy of a MappingPlan whose row-level paths read positions, and the paths in order."""
+    """A copy of a MappingPlan whose row-level paths read positions, and the paths in order.
+
+    Derived from the plan by mapping.rewrite_row_paths: every field of the plan is rewritten,
+    so a new field cannot be left reading a path of a row that is now a tuple.
+    """
 
     def __init__(self, plan: MappingPlan):
         self.paths: list[Path] = []
         self._index: dict[str, int] = {}
-        changes: dict[str, Any] = {
-            name: self._source(getattr(plan, name)) for name in _VALUE_SOURCE_FIELDS}
-        changes["custom_data"] = tuple((member, self._source(source))
-                                       for member, source in plan.custom_data)
-        changes["user_fields"] = tuple((logical, self._source(source))
-                                       for logical, source in plan.user_fields)
-        if plan.consent is not None:
-            changes["consent"] = ConsentPlan(self._source(plan.consent.source),
-                                             plan.consent.granted)
-        if plan.contents is not None:
-            changes["contents"] = ContentsPlan(
-                path=self._path(plan.contents.path),
-                fields=tuple((field, self._item_source(source))
-                             for field, source in plan.contents.fields),
-                amount_unit=plan.contents.amount_unit)
-        self.plan = dataclasses.replace(plan, **changes)
+        self.plan = rewrite_row_paths(plan, self._path)
 
     def _path(self, path: Path) -> _Position:
-        if path.has_each:
-            raise _Unsupported(f"{path.text} reads each element of a list at row level")
         if path.text not in self._index:
             self._index[path.text] = len(self.paths)
             self.paths.append(path)
         return _Position(path.text, self._index[path.text])
-
-    def _reference(self, ref: Path | Template) -> Any:
-        if isinstance(ref, Template):
-            template = Template.__new__(Template)
-            template.text = ref.text
-            template.parts = tuple(self._path(part) if isinstance(part, Path) else part
-                                   for part in ref.parts)
-            return template
-        return self._path(ref)
-
-    def _source(self, source: ValueSource | None) -> ValueSource | None:
-        if source is None:
-            return None
-        return ValueSource(source.name, tuple(self._reference(ref) for ref in source.refs),
-                           has_constant=source.has_constant, constant=source.constant,
-                           default=source.default)
-
-    def _item_source(self, source: ItemValueSource) -> ItemValueSource:
-        refs = tuple((reads_item, path if reads_item else self._path(path))
-                     for reads_item, path in source.refs)
-        return ItemValueSource(source.name, refs, has_constant=source.has_constant,
-                               constant=source.constant, default=source.default)
 
 
 def _field_index(fields: Sequence[pa.Field], name: str) -> int | None:
@@ -121,63 +81,76 @@ def _field_index(fields: Sequence[pa.Field], name: str) -> int | None:
     return found[0] if found else None
 
 
+_Chain = tuple[tuple[int, ...], Callable[[Any], Any] | None]
+
+
+def _path_chains(fields: Sequence[pa.Field], path: Path) -> list[_Chain]:
+    """Where `path` can be read in a batch of this schema: per reading, the chain of field
+    indexes down the structs, and what to apply per row to the value found there (the rest of
+    the path, from the first list or map column on, or the path's `X`/`[key=value]` steps)."""
+    segments = path.segments
+    tail = path.tail()
+    if path.has_each:
+        at = segments.index(EACH)
+        each = Path(".".join(segments[at:]))
+        segments, tail = segments[:at], each.get
+        if not segments:
+            raise _Unsupported(f"{path.text} reads each element of the row")
+    return _leaf_chains(fields, tuple(segments), 0, tail)
+
+
+def _then(first: Callable[[Any], Any], second: Callable[[Any], Any] | None
+          ) -> Callable[[Any], Any]:
+    if second is None:
+        return first
+    return lambda node: second(first(node))
+
+
 def _leaf_chains(fields: Sequence[pa.Field], segments: tuple[str, ...], start: int,
-                 prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+                 tail: Callable[[Any], Any] | None, prefix: tuple[int, ...] = ()
+                 ) -> list[_Chain]:
     """Every field-index chain that spells segments[start:], in the order Path tries them
     (nested reading first, then longer dotted names; the first non-null one wins per row)."""
-    chains: list[tuple[int, ...]] = []
+    chains: list[_Chain] = []
     stop = len(segments)
     for end in range(start + 1, stop + 1):
         index = _field_index(fields, ".".join(segments[start:end]))
         if index is None:
             continue
         if end == stop:
-            chains.append(prefix + (index,))
+            chains.append((prefix + (index,), tail))
             continue
         arrow_type = fields[index].type
         if pa.types.is_struct(arrow_type):
-            chains.extend(_leaf_chains(list(arrow_type), segments, end, prefix + (index,)))
+            chains.extend(_leaf_chains(list(arrow_type), segments, end, tail, prefix + (index,)))
         elif pa.types.is_nested(arrow_type) or is_json_type(arrow_type):
-            # a list, a map or JSON documents (SQL sources): indexes and keys are per row
-            raise _Unsupported(f"{'.'.join(segments)} goes through a list, map or JSON column")
+            # a list, a map or JSON documents (SQL sources, parsed): the rest is read per row
+            rest = Path(".".join(segments[end:]))
+            chains.append((prefix + (index,), _then(rest.get, tail)))
     return chains
 
 
-def _chain_values(batch: pa.RecordBatch, chain: tuple[int, ...]) -> list[Any]:
-    array = batch.column(chain[0])
-    if len(chain) > 1:
-        array = pc.struct_field(array, list(chain[1:]))   # a null parent gives null
-    return arrow_values(array)
+def _chain_values(batch: pa.RecordBatch, chain: _Chain, converted: dict) -> list[Any]:
+    indexes, tail = chain
+    values = converted.get(indexes)
+    if values is None:
+        array = batch.column(indexes[0])
+        if len(indexes) > 1:
+            array = pc.struct_field(array, list(indexes[1:]))   # a null parent gives null
+        values = converted[indexes] = arrow_values(array)
+    if tail is None:
+        return values
+    return [None if value is None else tail(value) for value in values]
 
 
-def _single_position(source: ValueSource) -> bool:
+def _column_source(source: ValueSource) -> bool:
+    """A source whose value per row is `present` of one position (users built column-wise)."""
     return (not source.has_constant and source.default is None and len(source.refs) == 1
-            and isinstance(source.refs[0], _Position))
+            and isinstance(source.refs[0], _Position) and source.query is None)
 
 
-def _present(values: list[Any]) -> list[Any]:
-    """What ValueSource.get gives for one path: blank text and empty lists/objects are None."""
-    if TEXT_OR_NONE.issuperset(map(type, values)):   # the common case: text or nothing
-        return [value if value and not value.isspace() else None for value in values]
-    return [None if value is not None and not value and type(value) in (str, list, tuple, dict)
-            or type(value) is str and value.isspace() else value for value in values]
-
-
-class _PrecomputedUsers:
-    """The user builder of positional rows whose last value is UserBuilder.build_columns'
-    result for the row: its user object, with the counters build() would have bumped."""
-
-    def __init__(self, builder: UserBuilder):
-        self.builder = builder
-
-    def build(self, row: tuple[Any, ...], counters: Any) -> dict[str, Any] | None:
-        built = row[-1]
-        if built is NOT_BUILT:
-            return self.builder.build(row, counters)
-        user, keys = built
-        for key in keys:
-            counters[key] += 1
-        return user
+def _rows_of(columns: list[list[Any]], count: int) -> list[tuple[Any, ...]]:
+    return list(zip(*columns, strict=True)) if columns else [()] * count
 
 
 def _first_not_none(columns: list[list[Any]]) -> list[Any]:
@@ -194,21 +167,13 @@ class ColumnarMapper:
         self.plan = plan
         self._by_rows = RowMapper(plan, clock_ms)
         self.counters = self._by_rows.counters
-        try:
-            self._positional: _PositionalPlan | None = _PositionalPlan(plan)
-            self._by_columns: RowMapper | None = RowMapper(self._positional.plan, clock_ms,
-                                                           positional=True)
-            self._by_columns.counters = self.counters
-        except _Unsupported:
-            self._positional = self._by_columns = None
-        self._users: UserBuilder | None = None
-        if self._by_columns is not None and self._by_columns.user_builder is not None:
-            builder = self._by_columns.user_builder
-            sources = [source for _, source in builder.sources]
-            if all(_single_position(source) for source in sources):
-                self._users = builder
-                self._by_columns.user_builder = _PrecomputedUsers(builder)
-        self._chains: dict[pa.Schema, list[list[tuple[int, ...]]] | None] = {}
+        self._positional = _PositionalPlan(plan)
+        self._by_columns = RowMapper(self._positional.plan, clock_ms, positional=True)
+        self._by_columns.counters = self.counters
+        builder = self._by_columns.user_builder
+        self._users: UserBuilder | None = builder if builder is not None and all(
+            _column_source(source) for _, source in builder.sources) else None
+        self._chains: dict[pa.Schema, list[list[_Chain]] | None] = {}
 
     def map_row(self, row: Any, source: str | None = None) -> MapResult:
         """One row dict (any other source than Parquet), as RowMapper.map_row."""
@@ -216,18 +181,26 @@ class ColumnarMapper:
 
     def map_batch(self, batch: pa.RecordBatch, sources: Sequence[str]) -> Iterator[MapResult]:
         """One MapResult per row of `batch`, in order; `sources[i]` names row i."""
-        rows = self.positional_rows(batch)
-        mapper = self._by_columns
-        if rows is None:
-            mapper = self._by_rows
+        columns = self._columns(batch)
+        if columns is None:
             try:
-                rows = parquet_batch_to_rows(batch)
+                dicts = parquet_batch_to_rows(batch)
             except (ValueError, pa.ArrowException) as exc:   # e.g. a struct naming a field twice
                 yield from self._unreadable(batch, sources, exc)
                 return
-        map_row = mapper.map_row
-        for row, source in zip(rows, sources, strict=True):
-            yield map_row(row, source)
+            map_row = self._by_rows.map_row
+            for row, source in zip(dicts, sources, strict=True):
+                yield map_row(row, source)
+            return
+        map_row = self._by_columns.map_row
+        rows = _rows_of(columns, batch.num_rows)
+        users = self.built_users(columns, batch.num_rows)
+        if users is None:
+            for row, source in zip(rows, sources, strict=True):
+                yield map_row(row, source)
+        else:
+            for row, source, user in zip(rows, sources, users, strict=True):
+                yield map_row(row, source, built_user=user)
 
     def _unreadable(self, batch: pa.RecordBatch, sources: Sequence[str], exc: Exception
                     ) -> Iterator[MapResult]:
@@ -235,35 +208,39 @@ class ColumnarMapper:
         detail = (f"the file's rows cannot be read as records ({type(exc).__name__}:"
                   f" {str(exc)[:200]}); fix the export's schema (for example rename a struct"
                   " field that appears twice) and run again")
-        self.counters[f"dead_letter.{reasons.MAPPING_ERROR}"] += batch.num_rows
         for source in sources:
             yield MapResult(dead_letter=DeadLetter(reasons.MAPPING_ERROR, detail, source=source))
 
     def positional_rows(self, batch: pa.RecordBatch) -> list[tuple[Any, ...]] | None:
         """The batch as tuples of path values, or None when the schema needs row dicts."""
+        columns = self._columns(batch)
+        return None if columns is None else _rows_of(columns, batch.num_rows)
+
+    def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
+        """Per path of the positional plan, every row's value; None: the schema needs dicts."""
         chains = self._schema_chains(batch.schema)
         if chains is None:
             return None
-        columns = []
-        for path_chains in chains:
-            if not path_chains:
-                columns.append([None] * batch.num_rows)
-            else:
-                columns.append(_first_not_none([_chain_values(batch, chain)
-                                                for chain in path_chains]))
-        if self._users is not None:
-            columns.append(self._users.build_columns(
-                lambda source: _present(columns[source.refs[0].index]), batch.num_rows))
-        return list(zip(*columns, strict=True)) if columns else [()] * batch.num_rows
+        converted: dict = {}
+        return [_first_not_none([_chain_values(batch, chain, converted)
+                                 for chain in path_chains])
+                if path_chains else [None] * batch.num_rows for path_chains in chains]
 
-    def _schema_chains(self, schema: pa.Schema) -> list[list[tuple[int, ...]]] | None:
+    def built_users(self, columns: list[list[Any]], count: int) -> list[Any] | None:
+        """UserBuilder.build_columns over the path columns (passed to map_row by name), or None
+        when users are built row by row."""
+        if self._users is None:
+            return None
+
+        def column_of(source: ValueSource) -> list[Any]:
+            return present_column(columns[source.refs[0].index], source.placeholders)
+        return self._users.build_columns(column_of, count)
+
+    def _schema_chains(self, schema: pa.Schema) -> list[list[_Chain]] | None:
         if schema not in self._chains:
-            chains = None
-            if self._positional is not None:
-                try:
-                    chains = [_leaf_chains(list(schema), tuple(path.segments), 0)
-                              for path in self._positional.paths]
-                except _Unsupported:
-                    chains = None
+            try:
+                chains = [_path_chains(list(schema), path) for path in self._positional.paths]
+            except _Unsupported:
+                chains = None
             self._chains[schema] = chains
         return self._chains[schema]

@@ -5,6 +5,9 @@ import dataclasses
 import json
 from typing import Any
 
+# The tagged output that carries DeadLetter records out of a step (sources, mapper, sink).
+DEAD_LETTERS = "dead_letters"
+
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:

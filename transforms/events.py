@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 MAX_EVENTS_PER_REQUEST = 1000
@@ -50,5 +51,23 @@ class MappedEvent:
     source: str | None = None
 
     @property
-    def dedup_key(self) -> tuple[str | None, str, str]:
-        return (self.pixel_id, self.event.get("type"), self.event.get("id"))
+    def dedup_key(self) -> tuple[str | None, str | None, str | None]:
+        return dedup_key(self.pixel_id, self.event)
+
+
+def dedup_key(pixel_id: str | None, event: Mapping[str, Any]
+              ) -> tuple[str | None, str | None, str | None]:
+    """The key the API deduplicates on: (pixel, event name, id).
+
+    The event name is `type` for the standard types and `custom_event_name` for custom events,
+    so two custom events sharing an id under different names are two events:
+    ("px", "promo_click", "e1") and ("px", "promo_view", "e1"). The API keeps the first event of
+    a key and ignores later ones. The API lower-cases custom names, so the key does too (the
+    mapper sends them lower-cased; a hand-edited replay file may not). A custom name can never
+    equal a standard type (validate.py), so the two kinds of name cannot collide.
+    """
+    event_type = event.get("type")
+    if event_type != CUSTOM:
+        return (pixel_id, event_type, event.get("id"))
+    name = event.get("custom_event_name")
+    return (pixel_id, name.lower() if isinstance(name, str) else name, event.get("id"))

@@ -15,7 +15,8 @@ import copy
 import dataclasses
 import functools
 import importlib.resources
-import re
+import os
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
@@ -23,50 +24,67 @@ import yaml
 
 from transforms.errors import InvalidValueError, MappingFileError
 from transforms.events import CUSTOM
-from transforms.mapping_schema import check_schema, format_problems, yaml_type
+from transforms.mapping_guards import check_path_characters, check_yaml_size
+from transforms.mapping_schema import PRESET_FILES, check_schema, format_problems, yaml_type
 from transforms.money import CURRENCY_EXPONENTS, MAJOR
 from transforms.paths import (
     EACH,
+    NO_PLACEHOLDERS,
     Path,
     PathSyntaxError,
     Template,
     ValueSource,
     compile_reference,
+    present,
     split_alternatives,
+    template_text,
 )
+from transforms.source_url import is_absolute_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
 from transforms.user_fields import DEFAULT_PROFILE, LOGICAL_FIELDS
+from transforms.validate import check_custom_event_name
 
 DEFAULT_MAPPING_RESOURCE = "default_mapping.yaml"
+PRESETS_DIRECTORY = "presets"
 DEFAULT_MAPPING_NAME = "<default mapping>"
 DEFAULT_ACTION_SOURCE = "web"
 DEFAULT_CONSENT_VALUES = (True, 1, "true", "yes", "y", "1", "granted")
-_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 # --- the compiled plan ---------------------------------------------------------------------------
 
 class ItemValueSource:
     """A contents item field: fallbacks that read the item (`items.X.id` -> `id` of each item)
-    or the row (`content_type`), then a default. Picklable."""
+    or the row (`content_type`), then a default. Emptiness is paths.present. Picklable."""
 
-    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted")
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "placeholders",
+                 "_defaulted")
 
     def __init__(self, name: str, refs: tuple[tuple[bool, Path], ...] = (), *,
-                 has_constant: bool = False, constant: Any = None, default: Any = None):
+                 has_constant: bool = False, constant: Any = None, default: Any = None,
+                 placeholders: frozenset[str] = NO_PLACEHOLDERS):
         self.name = name
         self.refs = tuple(refs)   # (reads the item?, path)
         self.has_constant = has_constant
         self.constant = constant
         self.default = default
+        self.placeholders = frozenset(placeholders)
         self._defaulted = f"{name}.defaulted"
 
     def __getstate__(self):
-        return (self.name, self.refs, self.has_constant, self.constant, self.default)
+        return (self.name, self.refs, self.has_constant, self.constant, self.default,
+                self.placeholders)
 
     def __setstate__(self, state):
         self.__init__(state[0], state[1], has_constant=state[2], constant=state[3],
-                      default=state[4])
+                      default=state[4], placeholders=state[5])
+
+    def with_refs(self, refs: tuple[tuple[bool, Any], ...]) -> ItemValueSource:
+        state = list(self.__getstate__())
+        state[1] = tuple(refs)
+        copy = ItemValueSource.__new__(ItemValueSource)
+        copy.__setstate__(tuple(state))
+        return copy
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ItemValueSource) and self.__getstate__() == other.__getstate__()
@@ -80,9 +98,10 @@ class ItemValueSource:
     def get(self, item: Any, row: Any, counters: Any = None) -> Any:
         if self.has_constant:
             return self.constant
+        placeholders = self.placeholders
         for reads_item, path in self.refs:
-            value = path.get(item if reads_item else row)
-            if value is not None and not (isinstance(value, str) and (not value or value.isspace())):
+            value = present(path.get(item if reads_item else row), placeholders)
+            if value is not None:
                 return value
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
@@ -91,7 +110,8 @@ class ItemValueSource:
 
 @dataclasses.dataclass(frozen=True)
 class ContentsPlan:
-    path: Path                                          # the list, e.g. items
+    path: Path | None                                   # the list, e.g. items; None with group_by:
+                                                        # each row of the group is one item
     fields: tuple[tuple[str, ItemValueSource], ...]     # CAPI item field -> source
     amount_unit: str = MAJOR
 
@@ -112,6 +132,25 @@ class ConsentPlan:
         return any(value == g and type(value) is type(g) for g in self.granted)
 
 
+def filter_text(value: Any) -> str | None:
+    """How a filter compares values: stripped, lower-cased text ('Paid ' -> 'paid', 2.0 -> '2')."""
+    text = template_text(value)
+    return text.lower() if text is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFilter:
+    """`{path: financial_status, in: [paid, partially_refunded]}`: rows whose value is not
+    listed (or, with not_in, is listed) are skipped as filtered_out, never dead-lettered."""
+
+    source: ValueSource
+    values: frozenset[str]     # filter_text of each listed value
+    keep_listed: bool          # in: keep the listed values; not_in: skip them
+
+    def keeps(self, row: Any) -> bool:
+        return (filter_text(self.source.get(row)) in self.values) is self.keep_listed
+
+
 @dataclasses.dataclass(frozen=True)
 class MappingPlan:
     """A validated, compiled mapping. Frozen and picklable (Beam ships it to workers)."""
@@ -127,6 +166,7 @@ class MappingPlan:
     oppref: ValueSource | None = None
     action_source: ValueSource | None = None
     source_url: ValueSource | None = None
+    source_url_keep_query: bool = False         # event.source_url: {path: ..., keep_query: true}
     opt_out: ValueSource | None = None
     amount: ValueSource | None = None
     amount_unit: str = MAJOR
@@ -140,12 +180,54 @@ class MappingPlan:
     user_fields: tuple[tuple[str, ValueSource], ...] = ()
     consent: ConsentPlan | None = None
     pixel_id: ValueSource | None = None
+    filters: tuple[RowFilter, ...] = ()
+    group_by: ValueSource | None = None          # rows with one key value make one event
     required_columns: tuple[str, ...] = ()
     """Every top-level column the plan may read. A dotted path yields all its readings
     (`user.email` -> `user`, `user.email`); intersect with the source's schema."""
 
     def event_type_for(self, name: str) -> str:
         return dict(self.event_names).get(name.strip().lower(), CUSTOM)
+
+    def source_paths(self) -> tuple[Path, ...]:
+        """Every path the plan reads from a row, once each, in plan order (item-level paths
+        such as the `id` of `items.X.id` are not row paths; their list `items` is)."""
+        found: dict[Path, None] = {}
+
+        def record(path: Path) -> Path:
+            found.setdefault(path)
+            return path
+        rewrite_row_paths(self, record)
+        return tuple(found)
+
+
+def columns_of(paths: tuple[Path, ...]) -> tuple[str, ...]:
+    """The top-level columns `paths` may read, once each, in order."""
+    return tuple(dict.fromkeys(column for path in paths for column in path.top_level_columns()))
+
+
+def rewrite_row_paths(node: Any, replace: Callable[[Path], Any]) -> Any:
+    """`node` (a plan or any part of one) with every row-level Path replaced by `replace(path)`.
+
+    The one walk over a plan's fields: `MappingPlan.source_paths` records with it and
+    transforms.columnar swaps in tuple positions with it, so a new plan field is seen by both.
+    """
+    if isinstance(node, Path):
+        return replace(node)
+    if isinstance(node, Template):
+        return node.with_paths(replace)
+    if isinstance(node, ValueSource):
+        return node.with_refs(tuple(rewrite_row_paths(ref, replace) for ref in node.refs))
+    if isinstance(node, ItemValueSource):
+        return node.with_refs(tuple((reads_item, path if reads_item else replace(path))
+                                    for reads_item, path in node.refs))
+    if isinstance(node, tuple):
+        return tuple(rewrite_row_paths(member, replace) for member in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {field.name: rewrite_row_paths(getattr(node, field.name), replace)
+                   for field in dataclasses.fields(node) if field.name != "required_columns"}
+        return dataclasses.replace(node, **changes)
+    return node
 
 
 # --- public entry points -------------------------------------------------------------------------
@@ -156,10 +238,24 @@ def default_mapping_text() -> str:
         encoding="utf-8")
 
 
+def preset_text(name: str) -> str:
+    """A packaged preset (`--print-mapping ga4`); names are mapping_schema.PRESET_FILES."""
+    if name not in PRESET_FILES:
+        raise MappingFileError(
+            f"There is no preset named {name!r}. Fix: use one of {', '.join(PRESET_FILES)}, or"
+            " pass the path of a YAML mapping file")
+    return importlib.resources.files("transforms").joinpath(PRESETS_DIRECTORY).joinpath(
+        PRESET_FILES[name]).read_text(encoding="utf-8")
+
+
 def load_mapping(path: str | None = None) -> MappingPlan:
-    """Load, validate and compile a mapping file; None = the packaged default mapping."""
+    """Load, validate and compile a mapping file; None = the packaged default mapping; a
+    preset's name (`ga4`, `segment`, `rudderstack`, `snowplow`, `shopify`) = that preset, unless
+    a file of that name exists."""
     if path is None:
         return _default_plan()
+    if path in PRESET_FILES and not os.path.exists(path):
+        return _preset_plan(path)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -178,8 +274,24 @@ def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
     """Validate and compile mapping YAML text; `name` is used in error messages."""
     own = _read_yaml(text, name)
     check_schema(own, name)
-    document = _merge(_default_document(), own) if own.get("extends") == "default" else own
-    return _compile(document, name, own=own)
+    plan = _compile(_extended(own), name, own=own)
+    check_path_characters(plan.required_columns, name)     # usеr.email with a Cyrillic е
+    return plan
+
+
+def _extended(own: dict[str, Any]) -> dict[str, Any]:
+    """The document to compile: `own` merged over what it extends (default or a preset)."""
+    base = own.get("extends")
+    if base is None:
+        return own
+    if base == "default":
+        return _merge(_default_document(), own)
+    return _merge(_extended(_read_yaml(preset_text(base), f"<preset {base}>")), own)
+
+
+@functools.lru_cache(maxsize=8)
+def _preset_plan(name: str) -> MappingPlan:
+    return parse_mapping(preset_text(name), f"<preset {name}>")
 
 
 @functools.lru_cache(maxsize=1)
@@ -232,6 +344,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def _read_yaml(text: str, name: str) -> dict[str, Any]:
+    check_yaml_size(text, name)      # before anything is built: size and alias expansion
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -278,25 +391,26 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any], at: tuple[str, ...] = 
 
 # --- step 3: compile, with the checks a schema cannot express ------------------------------------
 
+def _placeholder_set(texts: Any) -> frozenset[str]:
+    return frozenset(text.strip().lower() for text in texts or () if isinstance(text, str))
+
+
 class _Compiler:
-    def __init__(self, name: str):
+    def __init__(self, name: str, placeholders: frozenset[str] = NO_PLACEHOLDERS):
         self.name = name
         self.problems: list[tuple[str, str, str]] = []
-        self.columns: dict[str, None] = {}
+        self.placeholders = placeholders   # the mapping's: every field counts them as empty
 
     def problem(self, where: str, what: str, fix: str) -> None:
         self.problems.append((where, what, fix))
 
-    def reads(self, path: Path) -> None:
-        for column in path.top_level_columns():
-            self.columns.setdefault(column)
-
-    def references(self, spec: Any, where: str, *, allow_each: bool = False
+    def references(self, spec: Any, where: str, *, allow_each: bool = False,
+                   placeholders: frozenset[str] = NO_PLACEHOLDERS
                    ) -> tuple[Path | Template, ...]:
         refs = []
         for text in split_alternatives(spec):
             try:
-                ref = compile_reference(text)
+                ref = compile_reference(text, self.placeholders | placeholders)
             except PathSyntaxError as exc:
                 self.problem(where, str(exc), "see 'Paths' in docs/mapping.md")
                 continue
@@ -307,8 +421,6 @@ class _Compiler:
                              "use X only in user fields and data.contents.fields; point to one"
                              " value here, e.g. items.0.id")
                 continue
-            for p in paths:
-                self.reads(p)
             refs.append(ref)
         return tuple(refs)
 
@@ -322,11 +434,16 @@ class _Compiler:
                     self.problem(where, "has both 'constant' and 'default'",
                                  "a constant is always used; remove 'default'")
                 return ValueSource(where, has_constant=True, constant=spec["constant"])
-            refs = self.references(spec["path"], where + ".path", allow_each=allow_each)
-            return ValueSource(where, refs, default=spec.get("default"))
-        return ValueSource(where, self.references(spec, where, allow_each=allow_each))
+            own = _placeholder_set(spec.get("placeholders"))
+            refs = self.references(spec["path"], where + ".path", allow_each=allow_each,
+                                   placeholders=own)
+            return ValueSource(where, refs, default=spec.get("default"),
+                               placeholders=self.placeholders | own, query=spec.get("query"))
+        return ValueSource(where, self.references(spec, where, allow_each=allow_each),
+                           placeholders=self.placeholders)
 
-    def item_source(self, spec: Any, where: str, list_path: str) -> ItemValueSource | None:
+    def item_source(self, spec: Any, where: str, list_path: str | None
+                    ) -> ItemValueSource | None:
         if spec is None:
             return None
         if isinstance(spec, dict) and "constant" in spec:
@@ -336,7 +453,7 @@ class _Compiler:
             return ItemValueSource(where, has_constant=True, constant=spec["constant"])
         paths_spec = spec["path"] if isinstance(spec, dict) else spec
         where_paths = where + ".path" if isinstance(spec, dict) else where
-        prefix = f"{list_path}.{EACH}."
+        prefix = f"{list_path}.{EACH}." if list_path is not None else None
         refs = []
         for text in split_alternatives(paths_spec):
             if not text or "{" in text or "}" in text:
@@ -344,7 +461,7 @@ class _Compiler:
                                           " in contents fields)",
                              f"write a path of each item such as {prefix}id, or a row column")
                 continue
-            reads_item = text.startswith(prefix)
+            reads_item = prefix is not None and text.startswith(prefix)
             try:
                 path = Path(text[len(prefix):] if reads_item else text)
             except PathSyntaxError as exc:
@@ -354,11 +471,11 @@ class _Compiler:
                 self.problem(where_paths, f"{text!r} does not read each item as {prefix}<field>",
                              f"item fields read {prefix}<field> (each item) or a row column")
                 continue
-            if not reads_item:
-                self.reads(path)
             refs.append((reads_item, path))
         default = spec.get("default") if isinstance(spec, dict) else None
-        return ItemValueSource(where, tuple(refs), default=default)
+        own = _placeholder_set(spec.get("placeholders")) if isinstance(spec, dict) else frozenset()
+        return ItemValueSource(where, tuple(refs), default=default,
+                               placeholders=self.placeholders | own)
 
     def check_currency_values(self, spec: Any, where: str) -> None:
         if isinstance(spec, dict):
@@ -380,7 +497,7 @@ class _Compiler:
 def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> MappingPlan:
     """`document` is what to compile (merged with the default when the file extends it);
     `own` is the file itself (its event-name lists are checked for duplicates)."""
-    c = _Compiler(name)
+    c = _Compiler(name, _placeholder_set(document.get("placeholders")))
     event = document.get("event") or {}
     for required in ("id", "type"):
         if event.get(required) is None:
@@ -409,10 +526,19 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
                               "write an ISO-8601 text or epoch milliseconds")
     custom_name_spec = event.get("custom_event_name")
     if isinstance(custom_name_spec, dict) and isinstance(custom_name_spec.get("constant"), str):
-        if not _CUSTOM_EVENT_NAME.fullmatch(custom_name_spec["constant"].strip().lower()):
-            c.problem("event.custom_event_name.constant",
-                      "is not 1-64 characters of a-z, 0-9, '_' or '-'",
+        violation = check_custom_event_name(custom_name_spec["constant"].strip().lower())
+        if violation is not None:
+            c.problem("event.custom_event_name.constant", violation.detail,
                       "use a name such as newsletter_signup")
+    source_url_spec = event.get("source_url")
+    keep_query = isinstance(source_url_spec, dict) and source_url_spec.get("keep_query", False)
+    if isinstance(source_url_spec, dict):
+        for key in ("constant", "default"):
+            value = source_url_spec.get(key)
+            if isinstance(value, str) and not is_absolute_url(value.strip()):
+                c.problem(f"event.source_url.{key}", "is not an absolute URL with a scheme and a"
+                                                     " host", "write a URL such as"
+                                                              " https://shop.example.com/checkout")
     action_source = c.value_source(event.get("action_source"), "event.action_source")
     if action_source is None:    # the contract: missing -> web
         action_source = ValueSource("event.action_source", default=DEFAULT_ACTION_SOURCE)
@@ -424,7 +550,8 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
     c.check_currency_values(data.get("currency"), "data.currency")
     c.check_number_values(data.get("amount"), "data.amount")
     amount_spec = data.get("amount")
-    contents = _compile_contents(c, data.get("contents"))
+    group_by = c.value_source(document.get("group_by"), "group_by")
+    contents = _compile_contents(c, data.get("contents"), grouped=group_by is not None)
     custom_data = tuple(
         (member, source) for member, spec in sorted((data.get("custom") or {}).items())
         if (source := c.value_source(spec, f"data.custom.{member}")) is not None)
@@ -438,13 +565,10 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
             c.problem("user.default_phone_region", f"{region!r} is not a region phone numbers"
                                                    " can be read for",
                       "use an ISO 3166-1 alpha-2 code such as US, GB or FR, or null")
-    columns_before_user = dict(c.columns)
     user_fields = tuple(
         (logical, source) for logical in LOGICAL_FIELDS
         if (source := c.value_source((user.get("fields") or {}).get(logical),
                                      f"user.fields.{logical}", allow_each=True)) is not None)
-    if not user_enabled:
-        c.columns = columns_before_user
 
     consent = _compile_consent(c, document.get("consent"))
     pixel_id = c.value_source(document.get("pixel_id"), "pixel_id")
@@ -458,7 +582,7 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
 
     if c.problems:
         raise MappingFileError(format_problems(name, c.problems))
-    return MappingPlan(
+    plan = MappingPlan(
         name=name,
         id=id_source,
         type=type_source,
@@ -470,6 +594,7 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         oppref=oppref,
         action_source=action_source,
         source_url=source_url,
+        source_url_keep_query=keep_query,
         opt_out=opt_out,
         amount=amount,
         amount_unit=amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR,
@@ -483,8 +608,10 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         user_fields=user_fields if user_enabled else (),
         consent=consent,
         pixel_id=pixel_id,
-        required_columns=tuple(c.columns),
+        filters=_compile_filters(c, document.get("filter") or ()),
+        group_by=group_by,
     )
+    return dataclasses.replace(plan, required_columns=columns_of(plan.source_paths()))
 
 
 def _compile_event_names(c: _Compiler, section: dict[str, Any], own: dict[str, Any]
@@ -505,9 +632,29 @@ def _compile_event_names(c: _Compiler, section: dict[str, Any], own: dict[str, A
     return tuple(sorted(table.items())), exclude
 
 
-def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsPlan | None:
+def _compile_filters(c: _Compiler, specs: Any) -> tuple[RowFilter, ...]:
+    filters = []
+    for index, spec in enumerate(specs):
+        where = f"filter[{index}]"
+        keep_listed = "in" in spec
+        source = ValueSource(where, c.references(spec["path"], where + ".path"),
+                             placeholders=c.placeholders)
+        values = frozenset(filter_text(v) for v in spec["in" if keep_listed else "not_in"])
+        filters.append(RowFilter(source, values, keep_listed))
+    return tuple(filters)
+
+
+def _compile_contents(c: _Compiler, section: dict[str, Any] | None, *, grouped: bool = False
+                      ) -> ContentsPlan | None:
     if not section:
         return None
+    if section.get("path") is None:
+        if not grouped:
+            c.problem("data.contents.path", "is required but missing",
+                      "write the path of the list of items, e.g. path: items (only with"
+                      " group_by may it be left out: then each row of the group is one item)")
+            return None
+        return _contents_fields(c, section, None)
     try:
         list_path = Path(section["path"].strip())
     except PathSyntaxError as exc:
@@ -517,13 +664,18 @@ def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsP
         c.problem("data.contents.path", f"the list path must not contain '{EACH}'",
                   "write the list itself, e.g. items (item fields then use items.X.id)")
         return None
-    c.reads(list_path)
+    return _contents_fields(c, section, list_path)
+
+
+def _contents_fields(c: _Compiler, section: dict[str, Any], list_path: Path | None
+                     ) -> ContentsPlan:
     fields_spec = section.get("fields") or {}
     c.check_currency_values(fields_spec.get("currency"), "data.contents.fields.currency")
     c.check_number_values(fields_spec.get("amount"), "data.contents.fields.amount")
     fields = tuple(
         (field, source) for field, spec in fields_spec.items()
-        if (source := c.item_source(spec, f"data.contents.fields.{field}", list_path.text))
+        if (source := c.item_source(spec, f"data.contents.fields.{field}",
+                                    list_path.text if list_path is not None else None))
         is not None)
     amount_spec = fields_spec.get("amount")
     unit = amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR
@@ -534,8 +686,10 @@ def _compile_consent(c: _Compiler, spec: Any) -> ConsentPlan | None:
     if spec is None:
         return None
     if isinstance(spec, dict):
-        source = ValueSource("consent", c.references(spec["path"], "consent.path"))
+        source = ValueSource("consent", c.references(spec["path"], "consent.path"),
+                             placeholders=c.placeholders)
         granted = tuple(value.strip().lower() if isinstance(value, str) else value
                         for value in spec.get("granted", DEFAULT_CONSENT_VALUES))
         return ConsentPlan(source, granted)
-    return ConsentPlan(ValueSource("consent", c.references(spec, "consent")))
+    return ConsentPlan(ValueSource("consent", c.references(spec, "consent"),
+                                   placeholders=c.placeholders))

@@ -9,6 +9,11 @@ holding `ip`). The all-nested reading is tried first because it is the common ca
 item's `id`. An all-digit segment indexes a list (`items.0.id`). Arrow map columns, which
 `pyarrow` turns into lists of `(key, value)` pairs, are looked up like dicts.
 
+`name[key=value]` picks the first element of the list `name` whose `key` member equals `value`
+(GA4's `event_params[key=page_location].value`), and `*` takes the first non-empty member of a
+struct in its field order (`value.*`: string_value, int_value, double_value, ...). Segments after
+the first of these are read nested only.
+
 Templates (`order_{properties.order_id}`) are literal text with `{path}` placeholders; `{{` and
 `}}` are literal braces. A template renders to None when any placeholder is empty, so it can
 sit in a fallback list like a path.
@@ -16,29 +21,65 @@ sit in a fallback list like a path.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from transforms.normalize import number_text
 
 EACH = "X"
+FIRST_MEMBER = "*"
+NO_PLACEHOLDERS: frozenset[str] = frozenset()
 
 _BAD_SEGMENT_CHARS = re.compile(r"[{}|]")
+_SELECT = re.compile(r"([^\[\]=]+)\[([^\[\]=]+)=([^\[\]]*)\]")
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 class PathSyntaxError(ValueError):
     """A path or template that cannot be compiled; the message says what to write instead."""
 
 
-def is_empty(value: Any) -> bool:
-    """None, blank strings and empty lists/objects are 'no value' (the next fallback is tried)."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value or value.isspace()
+def present(value: Any, placeholders: frozenset[str] = NO_PLACEHOLDERS) -> Any:
+    """The value, or None when it counts as 'no value' (the next fallback is tried).
+
+    The one rule of emptiness: None, blank text, empty lists/objects, and text that is one of
+    the mapping's placeholders (compared stripped and lower-cased: '(not set)', 'null').
+    """
+    kind = type(value)
+    if kind is str:
+        if not value or value.isspace():
+            return None
+        if placeholders and value.strip().lower() in placeholders:
+            return None
+        return value
+    if kind is list or kind is tuple or kind is dict:
+        return value or None
+    if isinstance(value, str):                          # a str subclass: the same rule
+        return value if present(str(value), placeholders) is not None else None
     if isinstance(value, (list, tuple, dict)):
-        return not value
-    return False
+        return value or None
+    return value
+
+
+def is_empty(value: Any, placeholders: frozenset[str] = NO_PLACEHOLDERS) -> bool:
+    return present(value, placeholders) is None
+
+
+def present_column(values: list[Any], placeholders: frozenset[str] = NO_PLACEHOLDERS
+                   ) -> list[Any]:
+    """`[present(v) for v in values]`, faster for the common column of text or nothing."""
+    if not placeholders and _TEXT_OR_NONE.issuperset(map(type, values)):
+        return [value if value and not value.isspace() else None for value in values]
+    return [present(value, placeholders) for value in values]
+
+
+def query_parameter(value: Any, name: str) -> str | None:
+    """`oppref` of 'https://shop.example/?oppref=abc&x=1' -> 'abc' (first value; None if absent)."""
+    if not isinstance(value, str):
+        return None
+    found = urllib.parse.parse_qs(urllib.parse.urlsplit(value.strip()).query).get(name)
+    return found[0] if found else None
 
 
 def _lookup(node: Any, key: str) -> Any:
@@ -64,11 +105,12 @@ class Path:
     Picklable: it pickles as its text and recompiles.
     """
 
-    __slots__ = ("text", "segments", "_split_options", "_each_at", "_rest", "_dotted_keys", "get")
+    __slots__ = ("text", "segments", "_split_options", "_each_at", "_rest", "_dotted_keys",
+                 "_head", "_tail", "get")
 
     def __init__(self, text: str):
-        segments = tuple(text.split("."))
-        for segment in segments:
+        raw = _split_dots(text)
+        for segment in raw:
             if not segment:
                 raise PathSyntaxError(
                     f"path {text!r} has an empty segment; write segments separated by single dots,"
@@ -82,14 +124,24 @@ class Path:
                     f"path {text!r} contains one of '{{', '}}', '|' in a segment; use"
                     " 'a | b' only between whole paths and braces only in templates")
         self.text = text
-        self.segments = segments
-        self._each_at = segments.index(EACH) if EACH in segments else -1
-        rest = segments[self._each_at + 1:] if self._each_at >= 0 else ()
+        self._head: Path | None = None
+        self._tail: tuple[Any, ...] = ()
+        special = next((i for i, segment in enumerate(raw) if _is_step(segment)), -1)
+        each = raw.index(EACH) if EACH in raw else -1
+        if special >= 0 and (each < 0 or special < each):
+            segments, self._tail = _split_steps(text, raw, special)
+            self._head = Path(".".join(segments))
+        else:
+            segments = tuple(raw)
+        self.segments = tuple(segments)
+        self._each_at = self.segments.index(EACH) if EACH in self.segments else -1
+        rest = raw[self._each_at + 1:] if self._each_at >= 0 else ()
         self._rest = Path(".".join(rest)) if rest else None
         # For the flat/mixed readings: at position i, the candidate keys joining i..j-1.
-        n = len(segments)
+        n = len(self.segments)
         self._split_options = tuple(
-            tuple((".".join(segments[i:j]), j) for j in range(i + 1, n + 1)) for i in range(n))
+            tuple((".".join(self.segments[i:j]), j) for j in range(i + 1, n + 1))
+            for i in range(n))
         # at level i, the keys that join two or more segments: 'a.b', 'a.b.c' at level 0
         self._dotted_keys = tuple(tuple(key for key, j in options if j > i + 1)
                                   for i, options in enumerate(self._split_options))
@@ -116,8 +168,21 @@ class Path:
         stop = self._each_at if self._each_at >= 0 else len(self.segments)
         return tuple(key for key, _ in self._split_options[0][:max(stop, 1)])
 
+    def tail(self) -> Callable[[Any], Any] | None:
+        """What follows `segments` (a `[key=value]` or `*` step and after), as a function of
+        the value `segments` reach; None when the path is all plain segments."""
+        if not self._tail:
+            return None
+        steps = self._tail
+        return lambda node: _apply_steps(node, steps)
+
+    def _get_with_steps(self, row: Any) -> Any:
+        return _apply_steps(self._head.get(row), self._tail)
+
     def _compile_getter(self):
         """`get` specialised for the common shapes (this runs ~30 times per row)."""
+        if self._tail:
+            return self._get_with_steps
         if self._each_at >= 0:
             return self._get_each
         general = self._get
@@ -211,15 +276,100 @@ class Path:
             return []
         rest = self._rest
         if rest is None:
-            return [v for v in container if not is_empty(v)]
+            return [v for v in container if present(v) is not None]
         values: list[Any] = []
         for element in container:
             value = rest.get(element)
             if isinstance(value, list) and rest.has_each:
                 values.extend(value)
-            elif not is_empty(value):
+            elif present(value) is not None:
                 values.append(value)
         return values
+
+
+def _split_dots(text: str) -> list[str]:
+    """'a.b[key=x.y].c' -> ['a', 'b[key=x.y]', 'c']: dots inside brackets do not split."""
+    segments, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(depth - 1, 0)
+        elif char == "." and depth == 0:
+            segments.append(text[start:index])
+            start = index + 1
+    segments.append(text[start:])
+    return segments
+
+
+def _is_step(segment: str) -> bool:
+    return segment == FIRST_MEMBER or "[" in segment or "]" in segment
+
+
+class _Select:
+    """`[key=value]`: the first element of a list whose `key` member reads as `value`."""
+
+    __slots__ = ("member", "value")
+
+    def __init__(self, member: str, value: str):
+        self.member, self.value = member, value
+
+    def __call__(self, node: Any) -> Any:
+        if not isinstance(node, (list, tuple)):
+            return None
+        for element in node:
+            if isinstance(element, Mapping):
+                key = element.get(self.member)
+                if key is not None and template_text(key) == self.value:
+                    return element
+        return None
+
+
+def _first_member(node: Any) -> Any:
+    """`*`: the first non-empty member of a struct, in its field order."""
+    if not isinstance(node, Mapping):
+        return None
+    for value in node.values():
+        if present(value) is not None:
+            return value
+    return None
+
+
+def _split_steps(text: str, raw: list[str], first: int) -> tuple[list[str], tuple[Any, ...]]:
+    """The plain segments before the first `[key=value]`/`*` step, and the steps from it on."""
+    segments = list(raw[:first])
+    steps: list[Any] = []
+    for segment in raw[first:]:
+        if segment == EACH:
+            raise PathSyntaxError(
+                f"path {text!r} uses '{EACH}' after a [key=value] or '*' step; pick one element"
+                " with [key=value], or use X before the step (items.X.params[key=a])")
+        if segment == FIRST_MEMBER:
+            steps.append(_first_member)
+            continue
+        if "[" not in segment and "]" not in segment:
+            steps.append(segment)
+            continue
+        match = _SELECT.fullmatch(segment)
+        if match is None or match.group(1) != match.group(1).strip():
+            raise PathSyntaxError(
+                f"path {text!r}: {segment!r} is not a lookup; write name[key=value], e.g."
+                " event_params[key=page_location].value.*")
+        name, member, value = match.group(1), match.group(2).strip(), match.group(3).strip()
+        (steps if steps else segments).append(name)   # the first lookup's list is a column
+        steps.append(_Select(member, value))
+    if not segments:
+        raise PathSyntaxError(f"path {text!r} must start with a column name before '*'")
+    # `segments` are read with every flat/nested reading; the steps nested only.
+    return segments, tuple(steps)
+
+
+def _apply_steps(node: Any, steps: tuple[Any, ...]) -> Any:
+    for step in steps:
+        if node is None:
+            return None
+        node = _lookup(node, step) if type(step) is str else step(node)
+    return node
 
 
 def template_text(value: Any) -> str | None:
@@ -235,14 +385,23 @@ def template_text(value: Any) -> str | None:
 class Template:
     """`order_{properties.order_id}`: literal text with `{path}` placeholders."""
 
-    __slots__ = ("text", "parts")
+    __slots__ = ("text", "parts", "placeholders")
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, placeholders: frozenset[str] = NO_PLACEHOLDERS):
         self.text = text
         self.parts = _parse_template(text)
+        self.placeholders = frozenset(placeholders)   # a part reading one renders None
+
+    def with_paths(self, replace: Callable[[Path], Any]) -> Template:
+        """The same template with each placeholder path replaced (transforms.columnar)."""
+        copy = Template.__new__(Template)
+        copy.text, copy.placeholders = self.text, self.placeholders
+        copy.parts = tuple(replace(part) if isinstance(part, Path) else part
+                           for part in self.parts)
+        return copy
 
     def __reduce__(self):
-        return (Template, (self.text,))
+        return (Template, (self.text, self.placeholders))
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
@@ -263,7 +422,7 @@ class Template:
             if isinstance(part, str):
                 pieces.append(part)
                 continue
-            text = template_text(part.get(row))
+            text = template_text(present(part.get(row), self.placeholders))
             if text is None:
                 return None
             pieces.append(text)
@@ -318,12 +477,13 @@ def is_template(text: str) -> bool:
     return "{" in text or "}" in text
 
 
-def compile_reference(text: str) -> Path | Template:
+def compile_reference(text: str, placeholders: frozenset[str] = NO_PLACEHOLDERS
+                      ) -> Path | Template:
     """One entry of a fallback chain: a Template when it contains braces, else a Path."""
     text = text.strip()
     if not text:
         raise PathSyntaxError("empty path; write a column name or dotted path such as user.email")
-    return Template(text) if is_template(text) else Path(text)
+    return Template(text, placeholders) if is_template(text) else Path(text)
 
 
 def split_alternatives(spec: str | Iterable[str]) -> list[str]:
@@ -351,29 +511,45 @@ class ValueSource:
     """Where one field's value comes from: a constant, or the first non-empty of a fallback
     chain of paths/templates, else a default. Compiled once per mapping, picklable.
 
+    Each reference's value is read as `query` parameter of a URL when `query` is set, and
+    counts as empty by `present` (blank, or one of `placeholders`).
     `get(row, counters)` counts `<name>.defaulted` in `counters` when the default was used.
     """
 
-    __slots__ = ("name", "refs", "has_constant", "constant", "default", "_defaulted", "get")
+    __slots__ = ("name", "refs", "has_constant", "constant", "default", "placeholders", "query",
+                 "_defaulted", "get")
 
     def __init__(self, name: str, refs: tuple[Path | Template, ...] = (), *,
-                 has_constant: bool = False, constant: Any = None, default: Any = None):
+                 has_constant: bool = False, constant: Any = None, default: Any = None,
+                 placeholders: frozenset[str] = NO_PLACEHOLDERS, query: str | None = None):
         self.name = name
         self.refs = tuple(refs)
         self.has_constant = has_constant
         self.constant = constant
         self.default = default
+        self.placeholders = frozenset(placeholders)
+        self.query = query
         self._defaulted = f"{name}.defaulted"
         self.get = self._get
-        if not has_constant and default is None and len(self.refs) == 1:
+        if (not has_constant and default is None and len(self.refs) == 1
+                and not self.placeholders and query is None):
             self.get = _single_reference_getter(self.refs[0].get)
 
+    def with_refs(self, refs: tuple[Any, ...]) -> ValueSource:
+        """The same source reading other references (transforms.columnar: tuple positions)."""
+        state = list(self.__getstate__())
+        state[1] = tuple(refs)
+        copy = ValueSource.__new__(ValueSource)
+        copy.__setstate__(tuple(state))
+        return copy
+
     def __getstate__(self):
-        return (self.name, self.refs, self.has_constant, self.constant, self.default)
+        return (self.name, self.refs, self.has_constant, self.constant, self.default,
+                self.placeholders, self.query)
 
     def __setstate__(self, state):
         self.__init__(state[0], state[1], has_constant=state[2], constant=state[3],
-                      default=state[4])
+                      default=state[4], placeholders=state[5], query=state[6])
 
     def __repr__(self) -> str:
         if self.has_constant:
@@ -393,22 +569,20 @@ class ValueSource:
             found.extend(ref.paths if isinstance(ref, Template) else (ref,))
         return tuple(found)
 
+    def value_of(self, raw: Any) -> Any:
+        """One reference's value as this source reads it (query parameter, then `present`)."""
+        if self.query is not None:
+            raw = query_parameter(raw, self.query)
+        return present(raw, self.placeholders)
+
     def _get(self, row: Any, counters: Any = None) -> Any:
         """The value for `row`; `counters` counts `<name>.defaulted` when the default is used."""
         if self.has_constant:
             return self.constant
+        value_of = self.value_of
         for ref in self.refs:
-            value = ref.get(row)
-            if value is None:
-                continue
-            kind = type(value)
-            if kind is str:
-                if value and not value.isspace():
-                    return value
-            elif kind is list or kind is tuple or kind is dict:
-                if value:
-                    return value
-            else:
+            value = value_of(ref.get(row))
+            if value is not None:
                 return value
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
@@ -416,15 +590,7 @@ class ValueSource:
 
 
 def _single_reference_getter(get_value):
-    """ValueSource.get for the most common case, one path and no default (no loop, no counter)."""
+    """ValueSource.get for the most common case: one path, no default, no placeholders."""
     def get(row: Any, counters: Any = None) -> Any:
-        value = get_value(row)
-        if value is None:
-            return None
-        kind = type(value)
-        if kind is str:
-            return value if value and not value.isspace() else None
-        if kind is list or kind is tuple or kind is dict:
-            return value or None
-        return value
+        return present(get_value(row))
     return get

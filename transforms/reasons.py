@@ -12,6 +12,7 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 STALE_TIMESTAMP = "stale_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 MISSING_SOURCE_URL = "missing_source_url"
+INVALID_SOURCE_URL = "invalid_source_url"   # not an absolute URL with a scheme and a host
 INVALID_ACTION_SOURCE = "invalid_action_source"
 INVALID_AMOUNT = "invalid_amount"
 MISSING_CURRENCY = "missing_currency"
@@ -23,7 +24,7 @@ RETRIES_EXHAUSTED = "retries_exhausted"
 
 DEAD_LETTER_REASONS = (
     MISSING_ID, INVALID_TYPE, INVALID_CUSTOM_EVENT_NAME, INVALID_TIMESTAMP, STALE_TIMESTAMP,
-    FUTURE_TIMESTAMP, MISSING_SOURCE_URL, INVALID_ACTION_SOURCE, INVALID_AMOUNT,
+    FUTURE_TIMESTAMP, MISSING_SOURCE_URL, INVALID_SOURCE_URL, INVALID_ACTION_SOURCE, INVALID_AMOUNT,
     MISSING_CURRENCY, INVALID_CURRENCY, INVALID_CONTENTS, MAPPING_ERROR, REJECTED_BY_API,
     RETRIES_EXHAUSTED,
 )
@@ -31,6 +32,8 @@ DEAD_LETTER_REASONS = (
 # Skip reasons: rows left out on purpose. Counted in the report, never dead-lettered.
 EXCLUDED_EVENT = "excluded_event"   # the mapping's `exclude` list names this event
 NO_CONSENT = "no_consent"           # the mapping's consent column is not truthy
-DUPLICATE = "duplicate"             # same (type, id) already in the request / the run
+DUPLICATE = "duplicate"             # same dedup key (events.dedup_key) already in the request / the run
+FILTERED_OUT = "filtered_out"       # the mapping's `filter` does not keep this row
+GROUPED = "grouped_into_event"      # group_by: a row merged into its group's one event
 
-SKIP_REASONS = (EXCLUDED_EVENT, NO_CONSENT, DUPLICATE)
+SKIP_REASONS = (EXCLUDED_EVENT, NO_CONSENT, DUPLICATE, FILTERED_OUT, GROUPED)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from transforms import normalize as n
 from transforms.paths import ValueSource
@@ -27,7 +27,8 @@ from transforms.paths import ValueSource
 MAX_LIST_VALUES = 3
 
 LOGICAL_FIELDS = ("email", "phone", "external_id", "first_name", "last_name", "country", "city",
-                  "region", "postal_code", "obref", "ip_address", "user_agent")
+                  "region", "postal_code", "obref", "android_advertising_id", "ip_address",
+                  "user_agent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +53,14 @@ OPENAI_PROFILE = (
     WireField("region", "regions", True, "city", False),
     WireField("postal_code", "postal_codes", True, "postal_code", False),
     WireField("obref", "obref", False, "opaque", False),
+    WireField("android_advertising_id", "android_advertising_id", False,
+              "android_advertising_id", False),
     WireField("ip_address", "ip_address", False, "ip_address", False),
     WireField("user_agent", "user_agent", False, "opaque", False),
 )
 
-# Seed 001's destination ("scalar" user object); it has no obref.
+# Seed 001's destination ("scalar" user object); it has no obref and no android_advertising_id:
+# a mapping that maps them with this profile sends neither.
 SCALAR_PROFILE = (
     WireField("email", "email_sha256", False, "email", True),
     WireField("phone", "phone_number_sha256", False, "phone", True),
@@ -97,6 +101,7 @@ NORMALIZATIONS: dict[str, Callable[..., str | None]] = {
     "postal_code": n.normalize_postal_code, "letters": n.normalize_city_letters,
     "us_state_letters": _us_state_letters, "zip_letters": _zip_letters,
     "opaque": n.normalize_opaque, "ip_address": n.normalize_ip_address,
+    "android_advertising_id": n.normalize_android_advertising_id,
 }
 NEEDS_ROW_CONTEXT = frozenset({"phone", "us_state_letters", "zip_letters"})
 
@@ -108,6 +113,39 @@ def _with_context(normalize: Callable[[Any], str | None]) -> Callable[..., str |
 _sha256 = hashlib.sha256
 NOT_BUILT = object()   # build_columns: this row needs build()
 TEXT_OR_NONE = frozenset({str, type(None)})   # a column of these has nothing for build()
+
+
+class BuiltUser(NamedTuple):
+    """build_columns' result for one row: the user object and the counters build() bumps."""
+
+    user: dict[str, Any] | None
+    counts: tuple[str, ...] | list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class _WireStep:
+    """How one wire key is made from one logical field's text (a profile row, resolved)."""
+
+    key: str
+    is_list: bool
+    normalize: Callable[..., str | None]
+    hashed: bool
+    counts: bool         # the first wire key of a field counts its invalid/over-limit values
+    contextual: bool     # normalize takes (value, country, region)
+
+    def value(self, raw: Any, country: str | None, region: str | None) -> str | None:
+        """The wire value of one source value, or None when it normalizes to nothing."""
+        if self.hashed and is_prehashed(raw):
+            return raw.strip().lower()      # already a hash: passed through, never hashed twice
+        value = self.normalize(raw, country, region) if self.contextual else self.normalize(raw)
+        if value is None or not self.hashed:
+            return value
+        return _sha256(value.encode("utf-8")).hexdigest()
+
+
+def is_prehashed(value: Any) -> bool:
+    """The one 'already a hash' rule: text of 64 hex characters (after stripping)."""
+    return type(value) is str and len(value) >= 64 and n.is_sha256_hex(value.strip())
 
 
 def sha256_hex(text: str) -> str:
@@ -134,8 +172,9 @@ class UserBuilder:
             for wire in PROFILES[profile]:
                 if wire.logical != logical:
                     continue
-                wires.append((wire.key, wire.is_list, NORMALIZATIONS[wire.normalization],
-                              wire.hashed, first, wire.normalization in NEEDS_ROW_CONTEXT))
+                wires.append(_WireStep(wire.key, wire.is_list, NORMALIZATIONS[wire.normalization],
+                                       wire.hashed, first,
+                                       wire.normalization in NEEDS_ROW_CONTEXT))
                 first = False
             if wires:
                 steps.append((source, f"user.{logical}.invalid", f"user.{logical}.over_limit",
@@ -165,37 +204,30 @@ class UserBuilder:
             if raw is None:
                 continue
             if type(raw) is str:  # the common case: one text value
-                for key, is_list, normalize, hashed, counts, contextual in wires:
-                    if hashed and len(raw) >= 64 and n.is_sha256_hex(raw.strip()):
-                        value = raw.strip().lower()     # already a hash: pass through
-                    else:
-                        value = normalize(raw, country, region) if contextual else normalize(raw)
-                        if value is None:
-                            if counts:
-                                counters[invalid_key] += 1
-                            continue
-                        if hashed:
-                            value = _sha256(value.encode("utf-8")).hexdigest()
-                    user[key] = [value] if is_list else value
+                for wire in wires:
+                    value = wire.value(raw, country, region)
+                    if value is None:
+                        if wire.counts:
+                            counters[invalid_key] += 1
+                        continue
+                    user[wire.key] = [value] if wire.is_list else value
                 continue
             values = raw if isinstance(raw, (list, tuple)) else (raw,)
-            for key, is_list, normalize, hashed, counts, contextual in wires:
-                if not contextual:
-                    normalize = _with_context(normalize)
-                out = self._normalize_all(values, normalize, hashed, country, region,
-                                          counters if counts else None, invalid_key)
+            for wire in wires:
+                out = self._normalize_all(values, wire, country, region,
+                                          counters if wire.counts else None, invalid_key)
                 if not out:
                     continue
-                if is_list:
+                if wire.is_list:
                     if len(out) > MAX_LIST_VALUES:
-                        if counts:
+                        if wire.counts:
                             counters[over_limit_key] += len(out) - MAX_LIST_VALUES
                         out = out[:MAX_LIST_VALUES]
-                    user[key] = out
+                    user[wire.key] = out
                 else:
-                    if len(out) > 1 and counts:
+                    if len(out) > 1 and wire.counts:
                         counters[over_limit_key] += len(out) - 1
-                    user[key] = out[0]
+                    user[wire.key] = out[0]
         return user or None
 
     def build_columns(self, column_of: Callable[[ValueSource], list[Any]], rows: int
@@ -218,7 +250,6 @@ class UserBuilder:
         default_region = self.default_phone_region
         region = [code or default_region for code in country] if default_region else country
         counts: list[list[str] | None] = [None] * rows
-        is_hash = n.is_sha256_hex
         keys: list[str] = []           # the wire keys, in build()'s order
         columns: list[list[Any]] = []  # per key, every row's wire value or None
         for source, invalid_key, _, wires in self._steps:
@@ -237,8 +268,9 @@ class UserBuilder:
             every_row = len(texts) == rows
             values = column if every_row else [column[i] for i in texts]
             longest = max(map(len, values))
-            for key, is_list, normalize, hashed, count, contextual in wires:
-                if contextual:
+            for wire in wires:   # wire.value, field by field (pinned by a property test)
+                key, is_list, normalize, hashed = wire.key, wire.is_list, wire.normalize, wire.hashed
+                if wire.contextual:
                     out = [normalize(value, country[i], region[i])
                            for value, i in zip(values, texts, strict=True)]
                 elif longest <= n.SHORT_TEXT:
@@ -250,9 +282,9 @@ class UserBuilder:
                            for text in out]
                     if longest >= 64:
                         for position, value in enumerate(values):   # already a hash: kept
-                            if len(value) >= 64 and is_hash(value.strip()):
+                            if is_prehashed(value):
                                 out[position] = value.strip().lower()
-                if None in out and count:
+                if None in out and wire.counts:
                     for position, value in enumerate(out):
                         if value is None:
                             i = texts[position]
@@ -273,28 +305,22 @@ class UserBuilder:
             {key: value for key, value in zip(keys, row, strict=True) if value is not None}
             if None in row else dict(zip(keys, row, strict=True))
             for row in zip(*columns, strict=True)] if columns else [None] * rows
-        return [NOT_BUILT if not_built[i] else (users[i] or None, counts[i] or ())
+        return [NOT_BUILT if not_built[i] else BuiltUser(users[i] or None, counts[i] or ())
                 for i in range(rows)]
 
     @staticmethod
-    def _normalize_all(values: Any, normalize: Callable, hashed: bool, country: str | None,
-                       region: str | None, counters: Any, invalid_key: str) -> list[str]:
-        """Each value normalized (and hashed); empty and duplicate results dropped, order kept."""
+    def _normalize_all(values: Any, wire: _WireStep, country: str | None, region: str | None,
+                       counters: Any, invalid_key: str) -> list[str]:
+        """Each value's wire value; empty and duplicate results dropped, order kept."""
         out: list[str] = []
         for value in values:
             if value is None:
                 continue
-            text = value.strip() if isinstance(value, str) else None
-            if hashed and text is not None and n.is_sha256_hex(text):
-                result = text.lower()
-            else:
-                result = normalize(value, country, region)
-                if result is None:
-                    if counters is not None:
-                        counters[invalid_key] += 1
-                    continue
-                if hashed:
-                    result = _sha256(result.encode("utf-8")).hexdigest()
+            result = wire.value(value, country, region)
+            if result is None:
+                if counters is not None:
+                    counters[invalid_key] += 1
+                continue
             if result not in out:
                 out.append(result)
         return out

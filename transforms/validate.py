@@ -35,11 +35,14 @@ from transforms.events import (
     MOBILE_APP_ONLY_TYPES,
     PLAN_ENROLLMENT,
 )
+from transforms.source_url import is_absolute_url
 
 ISO_4217_CODES = frozenset(currency.code for currency in Currency)
 
-# The seeds: lower-case letters, digits, underscores, dashes; 1-64 characters.
-_CUSTOM_EVENT_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+# The published rule: 1-64 letters, digits, '_' or '-', starting and ending with a letter or a
+# digit ('_promo', 'promo-' and '-' fail the whole batch). The API lower-cases the name, so
+# upper case is accepted here; the mapper sends it lower-cased ('Promo_Click' -> 'promo_click').
+_CUSTOM_EVENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?")
 _BUILT_IN_NAMES = frozenset(name for name in DATA_TYPE_BY_EVENT_TYPE if name != CUSTOM)
 
 # Members each data.type may carry. `custom` data may carry further members of the user's choosing.
@@ -49,6 +52,9 @@ _DATA_MEMBERS = {
     PLAN_ENROLLMENT: frozenset({"type", "amount", "currency", "contents", "plan_id"}),
 }
 _ITEM_STRING_FIELDS = ("id", "group_id", "name", "content_type")
+INVALID_SOURCE_URL_DETAIL = ("source_url must be an absolute URL with a scheme and a host"
+                             " (https://shop.example.com/checkout); a relative path or a bare host"
+                             " is rejected by the API")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +121,7 @@ def validate_event(event: Mapping[str, Any], now_ms: int) -> Violation | None:
         return violation
 
     if event_type == CUSTOM:
-        violation = _check_custom_event_name(event.get("custom_event_name"))
+        violation = check_custom_event_name(event.get("custom_event_name"))
         if violation is not None:
             return violation
 
@@ -130,16 +136,19 @@ def validate_event(event: Mapping[str, Any], now_ms: int) -> Violation | None:
     return _check_data(event.get("data"), DATA_TYPE_BY_EVENT_TYPE[event_type], event_type)
 
 
-def _check_custom_event_name(name: Any) -> Violation | None:
+def check_custom_event_name(name: Any) -> Violation | None:
+    """The custom_event_name rule (also used on a mapping's constant, before any row is read)."""
     if not isinstance(name, str) or not name:
         return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
                          "custom_event_name is required when type is custom")
     if _CUSTOM_EVENT_NAME.fullmatch(name) is None:
         return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
-                         "custom_event_name must be 1-64 characters of a-z, 0-9, '_' or '-'")
-    if name in _BUILT_IN_NAMES:
+                         "custom_event_name must be 1-64 letters, digits, '_' or '-', starting"
+                         " and ending with a letter or a digit")
+    lowered = name.lower()
+    if lowered in _BUILT_IN_NAMES:
         return Violation(reasons.INVALID_CUSTOM_EVENT_NAME,
-                         f"custom_event_name must not reuse the built-in event name {name!r}")
+                         f"custom_event_name must not reuse the standard event name {lowered!r}")
     return None
 
 
@@ -157,8 +166,11 @@ def _check_action_source(event: Mapping[str, Any], event_type: str) -> Violation
     if action_source == "web" and source_url is None:
         return Violation(reasons.MISSING_SOURCE_URL, "source_url is required when action_source"
                                                      " is web")
-    if source_url is not None and not _is_nonempty_str(source_url):
-        return Violation(reasons.MISSING_SOURCE_URL, "source_url must be a non-empty string")
+    if source_url is not None:
+        if not _is_nonempty_str(source_url):
+            return Violation(reasons.MISSING_SOURCE_URL, "source_url must be a non-empty string")
+        if not is_absolute_url(source_url):
+            return Violation(reasons.INVALID_SOURCE_URL, INVALID_SOURCE_URL_DETAIL)
     return None
 
 
@@ -264,6 +276,9 @@ def _check_item(item: Any, data_currency: Any) -> Violation | None:
         value = item.get(field)
         if value is not None and not isinstance(value, str):
             return Violation(reasons.INVALID_CONTENTS, f"{CONTENTS_ITEM}.{field} must be a string")
+    if item.get("content_type") == "":
+        return Violation(reasons.INVALID_CONTENTS,
+                         f"{CONTENTS_ITEM}.content_type must not be empty when it is sent")
     quantity = item.get("quantity")
     if quantity is not None and not _is_int(quantity):
         return Violation(reasons.INVALID_CONTENTS, f"{CONTENTS_ITEM}.quantity must be an integer")

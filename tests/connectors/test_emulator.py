@@ -1,6 +1,7 @@
 """The CAPI emulator over real loopback HTTP (no mocking), through `requests`."""
 from __future__ import annotations
 
+import ast
 import email.utils
 import http.client
 import subprocess
@@ -32,6 +33,12 @@ def make_event(event_id: str = "order_1", event_type: str = "order_created",
         "data": {"type": "contents", "amount": 2599, "currency": "USD",
                  "contents": [{"id": "sku_1", "quantity": 1}]},
     }
+
+
+def make_custom_event(event_id: str, name: str, **fields) -> dict:
+    return {"id": event_id, "type": "custom", "custom_event_name": name,
+            "timestamp_ms": int(time.time() * 1000), "action_source": "offline",
+            "data": {"type": "custom", **fields}}
 
 
 def post(emulator: Emulator, body: object, *, key: str | None = EMULATOR_API_KEY,
@@ -92,6 +99,42 @@ def test_resent_event_keeps_the_first_accepted_version(emulator):
     post_events(emulator, [changed])
 
     assert emulator.recorded_events() == [original]
+
+
+def test_custom_events_are_deduplicated_on_their_name_and_id(emulator):
+    # The dedup key is (pixel, event name, id), the name being custom_event_name for custom
+    # events; the API lower-cases the name, so a name differing only in case is the same key.
+    promo, signup = make_custom_event("e1", "promo_click"), make_custom_event("e1", "signup")
+    promo_again = make_custom_event("e1", "Promo_Click", note="resent")
+
+    assert post_events(emulator, [promo, signup]).status_code == 200
+    assert post_events(emulator, [promo_again]).status_code == 200
+
+    assert emulator.recorded_events() == [promo, signup]
+    assert (emulator.stats["recorded"], emulator.stats["duplicates"]) == (2, 1)
+
+
+def test_first_event_of_a_key_wins_within_one_request(emulator):
+    first = make_custom_event("e1", "promo", value="first")
+    later = make_custom_event("e1", "promo", value="later")
+
+    response = post_events(emulator, [first, later])
+
+    assert response.json() == {"events_received": 2, "validate_only": False}
+    assert emulator.recorded_events() == [first]
+    assert emulator.stats["duplicates"] == 1
+
+
+def test_fast_mode_keys_custom_events_by_name_too():
+    with Emulator(fast=True) as emulator:
+        post_events(emulator, [make_custom_event("e1", "promo"), make_custom_event("e1", "Signup"),
+                               make_custom_event("e1", "PROMO"), make_event("e1")])
+
+        assert emulator.recorded_events() == [
+            {"type": "custom", "id": "e1", "custom_event_name": "promo"},
+            {"type": "custom", "id": "e1", "custom_event_name": "signup"},
+            {"type": "order_created", "id": "e1"}]
+        assert emulator.stats["duplicates"] == 1
 
 
 def test_validate_only_validates_but_records_nothing(emulator):
@@ -163,6 +206,12 @@ def test_envelope_errors_are_400(emulator, body, message):
 
     assert (response.status_code, error_message(response)) == (400, message)
     assert emulator.recorded_events() == []
+
+
+def test_integration_source_is_trimmed_before_its_pattern_is_checked(emulator):
+    response = post(emulator, {"events": [make_event()], "integration_source": " capi-sync "})
+
+    assert response.status_code == 200
 
 
 def test_body_that_is_not_json_is_400(emulator):
@@ -239,6 +288,18 @@ def test_rejected_event_ids_fail_the_batch_although_valid(emulator):
                                          "index": 1, "reason": "rejected"}}
     assert accepted.status_code == 200
     assert [event["id"] for event in emulator.recorded_events()] == ["order_1", "order_3"]
+
+
+def test_rejections_can_answer_422(emulator):
+    emulator.reject_event_ids(["order_2"], message="Unprocessable", status=422)
+
+    response = post_events(emulator, [make_event("order_1"), make_event("order_2")])
+
+    assert (response.status_code, error_message(response)) == (
+        422, "events[1]: rejected: Unprocessable")
+    assert emulator.recorded_events() == []
+    with pytest.raises(ValueError, match="rejection status must be one of"):
+        emulator.reject_event_ids(["order_3"], status=500)
 
 
 # ----- faults ----------------------------------------------------------------------------------
@@ -488,6 +549,9 @@ def test_admin_endpoints(emulator):
                            timeout=TIMEOUT)
     rejected = post_events(emulator, [event])
     bad_fault = requests.post(admin + "faults", json={"kind": "boom"}, timeout=TIMEOUT)
+    reject_422 = requests.post(admin + "reject", json={"ids": ["order_1"], "status": 422},
+                               timeout=TIMEOUT)
+    rejected_422 = post_events(emulator, [event])
     reset = requests.post(admin + "reset", timeout=TIMEOUT)
 
     assert events == [event]
@@ -497,7 +561,40 @@ def test_admin_endpoints(emulator):
     assert fault.status_code == 200 and faulted.status_code == 503
     assert reject.status_code == 200 and error_message(rejected) == "events[0]: rejected: no"
     assert bad_fault.status_code == 400
+    assert reject_422.status_code == 200 and rejected_422.status_code == 422
     assert reset.status_code == 200 and emulator.recorded_events() == []
+
+
+# ----- independence from the validator it checks ------------------------------------------
+
+EMULATOR_PACKAGE = REPO_ROOT / "connectors" / "emulator"
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in EMULATOR_PACKAGE.glob("*.py")))
+def test_no_emulator_module_imports_transforms(module):
+    imported = imported_modules(EMULATOR_PACKAGE / module)
+
+    assert imported  # the parse found the imports
+    assert [name for name in imported if name.split(".")[0] == "transforms"] == []
+
+
+def test_importing_the_emulator_loads_nothing_from_transforms():
+    code = ("import sys, connectors.emulator; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transforms'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60, check=True)
+
+    assert result.stdout.strip() == "[]"
 
 
 # ----- command line ----------------------------------------------------------------------------

@@ -2,14 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
 import yaml
 
-from pipeline.cli import main
+from pipeline.cli import INTERRUPTED, main
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import ca_row, read_report, write_parquet
 from transforms.mapping import default_mapping_text
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 IN_PROCESS = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 
 
@@ -75,3 +84,133 @@ def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys, tmp_path, mo
     assert "emulator recorded 192 events for pixel px_demo" in out
     assert "dead letter: {" in out
     assert "reconciled: rows read = accepted + dead-lettered + skipped" in out
+
+
+def test_a_shell_expanded_glob_reads_every_path(emulator, tmp_path, monkeypatch):
+    # `--input exports/*.parquet` without quotes: the shell passes three paths to one --input.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    paths = [str(write_parquet(tmp_path / f"part{n}.parquet", [ca_row(f"order_{n}_{i}") for i in range(3)]))
+             for n in range(3)]
+    code = main(["--input", *paths, "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+                 "--report", str(tmp_path / "report.json"), "--dead-letter", str(tmp_path / "dead" / "dead"),
+                 *IN_PROCESS])
+    assert code == 0
+    assert len(emulator.recorded_events(EMULATOR_PIXEL_ID)) == 9
+    assert read_report(tmp_path / "report.json")["rows_read"] == 9
+
+
+def test_an_option_that_does_not_exist_exits_2_with_the_key_masked(capsys, tmp_path):
+    key = "sk-svcacct-REALLOOKINGKEY123"
+    assert main(["--input", str(tmp_path / "a.parquet"), "--api-key", key, *IN_PROCESS]) == 2
+    captured = capsys.readouterr()
+    assert "unknown option --api-key sk-***" in captured.err
+    assert "REALLOOKINGKEY123" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder no file can be created in, even by root (who ignores permission bits): sysfs."""
+    if os.geteuid() == 0:
+        yield pathlib.Path("/sys")
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield folder
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("flag, name, what", [
+    ("--report", "report.json", "--report"),
+    ("--state-file", "state.json", "--state-file"),
+    ("--dead-letter", "dead/dead", "--dead-letter"),
+])
+def test_an_output_that_cannot_be_written_exits_2_before_anything_is_sent(
+        emulator, tmp_path, monkeypatch, capsys, read_only_dir, flag, name, what):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    location = read_only_dir / name
+    argv = ["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+            "--skip-preflight", "--dead-letter", str(tmp_path / "dead" / "dead"), flag, str(location),
+            *IN_PROCESS]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"configuration error: {what} {location} cannot be written: no file can be created in " in err
+    assert "Traceback" not in err
+    assert emulator.request_log == []
+
+
+def test_a_report_that_fails_at_the_end_still_prints_the_summary_and_exits_7(
+        emulator, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1"), ca_row("order_2")])
+    state = tmp_path / "state.json"
+    code = main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+                 "--report", "/dev/full", "--state-file", str(state),
+                 "--dead-letter", str(tmp_path / "dead" / "dead"), *IN_PROCESS])
+    captured = capsys.readouterr()
+    assert code == 7
+    assert len(emulator.recorded_events(EMULATOR_PIXEL_ID)) == 2
+    assert re.search(r"^events accepted +2$", captured.out, re.MULTILINE)
+    assert ("capi-sync: not saved: the report was not written to /dev/full: No space left on device"
+            in captured.err)
+    assert "Traceback" not in captured.err
+    assert json.loads(state.read_text())["last_run"]["events_accepted"] == 2   # delivered: it advances
+
+
+def test_a_future_watermark_exits_2_naming_the_state_file(tmp_path, capsys, emulator):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"watermark": "2999-01-01T00:00:00+00:00"}))
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    assert main(["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+                 "--state-file", str(state), *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert f"State file {state} holds watermark 2999-01-01T00:00:00+00:00, later than now" in err
+    assert emulator.request_log == []
+    assert json.loads(state.read_text()) == {"watermark": "2999-01-01T00:00:00+00:00"}
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulator, tmp_path):
+    rows = [ca_row(f"order_{i}" if i % 10 else None) for i in range(4_000)]   # 1 in 10 dead-lettered
+    export = write_parquet(tmp_path / "export.parquet", rows, row_group_size=500)
+    emulator.set_latency(0.2)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline", "--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
+               "--endpoint", emulator.url, "--batch-size", "50", "--report", str(out / "report.json"),
+               "--state-file", str(out / "state.json"), "--dead-letter", str(out / "dead" / "dead"),
+               "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
+    env = dict(os.environ, OPENAI_CAPI_API_KEY=EMULATOR_API_KEY, PYTHONPATH=str(REPO_ROOT))
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while emulator.stats["recorded"] == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before Ctrl-C"
+        os.killpg(process.pid, signal.SIGINT)    # what a terminal does: the whole process group
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130
+    # What the run printed before Ctrl-C (the mapping's warnings) stays; after it, one line.
+    assert stderr.decode().endswith("\n" + INTERRUPTED + "\n")
+    assert "Traceback" not in stderr.decode() and "ERROR" not in stderr.decode()
+    assert stdout == b""
+    assert not (out / "report.json").exists() and not (out / "state.json").exists()
+    # No dead-letter file (dead-<step>-NNNNN.jsonl): Beam renames them into place only at the end;
+    # what a worker had written is in Beam's temporary folders.
+    assert list((out / "dead").glob("dead-*")) == []
+    assert all(path.name.startswith("beam-temp-dead-") for path in (out / "dead").glob("*"))
+    assert 0 < emulator.stats["recorded"] < 3_600
+
+
+def test_a_look_alike_character_in_a_mapping_path_exits_2_before_reading(capsys, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("extends: default\nuser:\n  fields:\n    email: us\u0435r.email\n", encoding="utf-8")
+    assert main(["--input", str(tmp_path / "missing.parquet"), "--mapping", str(mapping), *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert "U+0435 CYRILLIC SMALL LETTER IE at position 3" in err and str(mapping) in err
+    assert "Traceback" not in err

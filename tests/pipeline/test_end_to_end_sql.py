@@ -15,7 +15,7 @@ import duckdb
 import psycopg
 import pytest
 
-from pipeline.run import EXIT_CONFIG, EXIT_OK, run
+from pipeline.run import EXIT_CONFIG, EXIT_NOTHING_READ, EXIT_OK, run
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.connectors.postgres import DB_PASSWORD
 from tests.pipeline.builders import NOW, read_dead_letters, read_report, sha256
@@ -142,8 +142,7 @@ def test_empty_result_sends_nothing(emulator, tmp_path, source, request):
     assert (report["rows_read"], report["events_accepted"], report["events_dead_lettered"]) == (
         0, 0, 0)
     assert recorded(emulator) == {}
-    # Today an empty window is a success: nothing was due, nothing was lost (see the report).
-    assert outcome.exit_code == EXIT_OK
+    assert outcome.exit_code == EXIT_NOTHING_READ
 
 
 def run_cli(args: list[str], tmp_path) -> subprocess.CompletedProcess:

@@ -311,7 +311,8 @@ JSONL_BAD_ROWS = [
     (5, "invalid_timestamp", "event.timestamp_ms: a boolean is not a timestamp",
      lambda n: ca_row(f"j-time-bool-{n}", context__event_timestamp=True)),
     (2, "invalid_custom_event_name",
-     "custom_event_name must be 1-64 characters of a-z, 0-9, '_' or '-'",
+     "custom_event_name must be 1-64 letters, digits, '_' or '-', starting and ending with a"
+     " letter or a digit",
      lambda n: ca_row(f"j-name-1mb-{n}", "x" * MB)),
     (2, "invalid_currency", "data.currency is not an ISO 4217 currency code",
      lambda n: ca_row(f"j-currency-1mb-{n}", currency="U" * MB)),
@@ -363,10 +364,10 @@ def _spread(bad: list, good: list, every: int) -> list[tuple[bool, object]]:
 
 
 def _jsonl_export(path: pathlib.Path):
-    """3,000 good rows (six with a 1 MB source_url, in one request) and the bad rows above."""
+    """3,000 good rows (six with a 1 MB source_url path: a query is not sent, in one request) and the bad rows above."""
     good = [ca_row(f"j-good-{n}") for n in range(3_000)]
     for n in range(100, 106):
-        good[n]["context"]["page"]["url"] = f"https://shop.example.com/{n}?q=" + "a" * MB
+        good[n]["context"]["page"]["url"] = f"https://shop.example.com/{n}/" + "a" * MB
     bad = [(reason, detail, make(n)) for count, reason, detail, make in JSONL_BAD_ROWS
            for n in range(count)]
     bad += [("mapping_error", detail, raw) for count, raw, detail in JSONL_UNREADABLE_LINES

@@ -5,7 +5,7 @@ import pytest
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from google.protobuf import json_format
 
-from pipeline.options import CapiSyncOptions, validate_options
+from pipeline.options import CapiSyncOptions, parse_options, validate_options
 from pipeline.run import apply_runner_defaults, local_runner
 from transforms.errors import ConfigError
 
@@ -34,10 +34,56 @@ def option_dests():
     (("--input", "a.parquet", "--endpoint", "http://api.example.com/v1/events"), "https://"),
     (("--input", "a.parquet", "--api-key-secret", "capi-key"), "projects/my-project/secrets"),
     (("--input", "a.parquet", "--api-key-env", "sk-svcacct-abc"), "NAME of an environment variable"),
+    (("--input", "a.parquet", "--api-key-env", "OPENAI_CAPI_API_KEY=sk-svcacct-abc123"),
+     "NAME of an environment variable"),
+    (("--input", "a.parquet", "--api-key-env", " sk-svcacct-abc123"), "NAME of an environment variable"),
+    (("--input", "a.parquet", "--api-key-env", "Bearer sk-svcacct-abc123"),
+     "NAME of an environment variable"),
+    (("--input", "a.parquet", "--api-key-env", "MY KEY"), "letters, digits and _"),
 ])
 def test_bad_options_fail_fast_with_the_fix(argv, message):
     with pytest.raises(ConfigError, match=message):
         validate_options(options(*argv))
+
+
+@pytest.mark.parametrize("value", ["OPENAI_CAPI_API_KEY=sk-svcacct-abc123", " sk-svcacct-abc123",
+                                   "Bearer sk-svcacct-abc123", "sk-svcacct-abc123"])
+def test_a_key_given_to_api_key_env_is_refused_without_echoing_it(value):
+    with pytest.raises(ConfigError) as refused:
+        validate_options(options("--input", "a.parquet", "--api-key-env", value))
+    assert "abc123" not in str(refused.value)
+
+
+def test_several_paths_after_one_input_are_all_kept():
+    # What the shell makes of an unquoted `--input exports/*.parquet`.
+    opts = parse_options(["--input", "a.parquet", "b.parquet", "c.parquet", "--input", "d.jsonl",
+                          "--pixel-id", "px_1"]).view_as(CapiSyncOptions)
+    assert opts.input == ["a.parquet", "b.parquet", "c.parquet", "d.jsonl"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "a.parquet", "--api-key", "sk-svcacct-abc123"],
+     "unknown option --api-key sk-*** (did you mean --api-key-env?)"),
+    (["--input", "a.parquet", "--pixelid", "px_1"], "unknown option --pixelid px_1 (did you mean --pixel-id?)"),
+    (["--input=a.parquet", "--dedup"], "unknown option --dedup (did you mean --dedupe?)"),
+    (["b.parquet", "--input", "a.parquet"], "stray value b.parquet (several paths go right after one --input"),
+    (["--input", "a.parquet", "--batch-size", "sk-svcacct-abc123"], "invalid int value: 'sk-***'"),
+    (["--input", "a.parquet", "--input-format", "xml"], "invalid choice: 'xml'"),
+])
+def test_an_argument_beam_would_discard_is_a_configuration_error(argv, message, caplog):
+    with pytest.raises(ConfigError) as refused:
+        parse_options(argv)
+    assert message in str(refused.value)
+    assert "abc123" not in str(refused.value) + caplog.text
+    assert "Discarding" not in caplog.text
+
+
+def test_beam_and_flex_template_spellings_still_parse():
+    argv = ["--input=gs://b/x/*.parquet", "--pixel_id=px_1", "--runner", "DataflowRunner",
+            "--project", "p", "--region", "europe-west1", "--temp_location", "gs://b/tmp",
+            "--experiments", "use_runner_v2", "--direct_num_workers", "2", "--setup_file", "./setup.py"]
+    opts = parse_options(argv).view_as(CapiSyncOptions)
+    assert (opts.input, opts.pixel_id) == (["gs://b/x/*.parquet"], "px_1")
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8080/v1/events", "http://localhost:9/v1/events",
@@ -98,7 +144,7 @@ def test_dockerfile_runs_the_package_entry_point():
 
 
 @pytest.mark.parametrize("pattern, writers", [
-    ("exports/*.parquet", {"mapping", "delivery"}),                # Parquet rows always read
+    ("exports/*.parquet", {"unreadable", "mapping", "delivery"}),  # a Parquet file can be corrupt
     ("exports/*.jsonl", {"unreadable", "mapping", "delivery"}),
 ])
 def test_a_dead_letter_writer_per_step_that_can_have_dead_letters(pattern, writers):

@@ -46,3 +46,22 @@ def test_same_id_in_the_next_request_is_not_a_duplicate_within_a_request():
 def test_batch_size_outside_the_api_limit_is_refused(size):
     with pytest.raises(ValueError, match="1..1000"):
         RequestBatcher(batch_size=size)
+
+
+def mapped_custom(event_id, name, pixel="px_1"):
+    return MappedEvent(pixel_id=pixel, source=None,
+                       event={"id": event_id, "type": "custom", "custom_event_name": name})
+
+
+@pytest.mark.parametrize("events, kept, duplicates", [
+    # same id, different custom names: two events, both sent
+    ([("e1", "promo_click"), ("e1", "promo_view")], [("e1", "promo_click"), ("e1", "promo_view")], 0),
+    # same id, same custom name: the first wins
+    ([("e1", "promo_click"), ("e1", "promo_click")], [("e1", "promo_click")], 1),
+])
+def test_custom_events_in_one_request_are_keyed_by_their_name(events, kept, duplicates):
+    batcher = RequestBatcher(batch_size=10)
+    batcher.add_all([mapped_custom(i, n) for i, n in events])
+    [batch] = batcher.flush()
+    assert [(m.event["id"], m.event["custom_event_name"]) for m in batch] == kept
+    assert batcher.duplicates == duplicates

@@ -272,6 +272,95 @@ def test_explicit_custom_event_name_wins():
     assert mapper().map_row(row).event.event["custom_event_name"] == "store_visit"
 
 
+@pytest.mark.parametrize("custom_name, sent", [
+    ("Promo_Click", "promo_click"),                    # lower-cased before sending
+    ("  Promo-Click-2 ", "promo-click-2"),
+    ("a" * 63 + "7", "a" * 63 + "7"),                  # 64 characters ending in a digit
+    ("7", "7"),
+])
+def test_custom_event_names_the_api_accepts_are_sent_lower_cased(custom_name, sent):
+    row = ca_row(event_name="whatever", **{"partners.openai.custom_event_name": custom_name})
+    event = mapper().map_row(row).event.event
+    assert (event["type"], event["custom_event_name"]) == ("custom", sent)
+
+
+@pytest.mark.parametrize("custom_name", [
+    "_promo", "promo-", "-", "_", "a" * 63 + "_", "a" * 65, "promo click", "caf\u00e9",
+    "Order_Created",                                   # a standard name after lower-casing
+])
+def test_custom_event_names_the_api_rejects_are_dead_letters_before_sending(custom_name):
+    row = ca_row(event_name="whatever", **{"partners.openai.custom_event_name": custom_name})
+    letter = mapper().map_row(row, "f.parquet#row=9").dead_letter
+    assert letter.reason == reasons.INVALID_CUSTOM_EVENT_NAME
+    assert letter.event["custom_event_name"] == custom_name.strip().lower()
+
+
+@pytest.mark.parametrize("url, sent", [
+    ("https://shop.example.com/checkout/done", "https://shop.example.com/checkout/done"),
+    ("https://shop.example.com/thanks?email=jo%40x.com&utm_source=ads#receipt",
+     "https://shop.example.com/thanks"),
+    ("https://jo:secret@shop.example.com/p", "https://shop.example.com/p"),
+    ("  https://shop.example.com  ", "https://shop.example.com"),
+])
+def test_source_url_is_sent_as_origin_and_path(url, sent):
+    event = mapper().map_row(ca_row(**{"context.page.url": url})).event.event
+    assert event["source_url"] == sent
+
+
+@pytest.mark.parametrize("url, kept", [
+    ("/checkout/thanks?email=jo%40x.com#f", "/checkout/thanks"),     # relative path
+    ("shop.example.com/p/9", "shop.example.com/p/9"),                # bare host
+    ("//shop.example.com/p", "//shop.example.com/p"),                # no scheme
+])
+def test_source_url_that_is_not_absolute_is_a_dead_letter_without_its_query(url, kept):
+    letter = mapper().map_row(ca_row(**{"context.page.url": url})).dead_letter
+    assert letter.reason == reasons.INVALID_SOURCE_URL
+    assert letter.detail == ("source_url must be an absolute URL with a scheme and a host"
+                             " (https://shop.example.com/checkout); a relative path or a bare"
+                             " host is rejected by the API")
+    assert letter.event["source_url"] == kept
+
+
+def test_source_url_not_absolute_is_caught_when_action_source_is_not_web():
+    row = ca_row(**{"context.page.url": "/store/42", "type": "physical_store"})
+    assert mapper().map_row(row).dead_letter.reason == reasons.INVALID_SOURCE_URL
+
+
+@pytest.mark.parametrize("keep_query, sent", [
+    ("true", "https://shop.example.com/p?utm_source=ads&ref=7"),
+    ("false", "https://shop.example.com/p"),
+])
+def test_mapping_option_keep_query_keeps_the_query_but_not_the_fragment(keep_query, sent):
+    m = mapper("extends: default\nevent:\n  source_url: {path: context.page.url, keep_query: "
+               + keep_query + "}\n")
+    row = ca_row(**{"context.page.url": "https://shop.example.com/p?utm_source=ads&ref=7#top"})
+    assert m.map_row(row).event.event["source_url"] == sent
+
+
+@pytest.mark.parametrize("item_type, row_type, sent", [
+    (None, None, "product"),        # missing: the default
+    ("", None, "product"),          # empty falls back like missing
+    ("  ", None, "product"),
+    ("", "", "product"),
+    ("", "service", "service"),     # ... to the row's content_type first
+    ("gift", "service", "gift"),
+])
+def test_empty_content_type_falls_back_like_a_missing_one(item_type, row_type, sent):
+    row = ca_row(content_type=row_type)
+    row["items"][0]["content_type"] = item_type
+    contents = mapper().map_row(row).event.event["data"]["contents"]
+    assert contents[0]["content_type"] == sent
+
+
+def test_empty_content_type_without_a_default_is_not_sent():
+    m = mapper("extends: default\ndata:\n  contents:\n    path: items\n    fields:\n"
+               "      content_type: items.X.content_type\n")
+    row = ca_row()
+    row["items"][0]["content_type"] = ""
+    contents = m.map_row(row).event.event["data"]["contents"]
+    assert "content_type" not in contents[0] and contents[1]["content_type"] == "gift"
+
+
 def test_contents_and_plan_id_are_placed_by_data_type():
     m = mapper()
     sign_up = m.map_row(ca_row(event_name="sign_up",

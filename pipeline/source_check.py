@@ -1,0 +1,60 @@
+"""The mapping checked against the configured source's columns, by the launcher, before any
+row is read (and by `capi-sync preview`).
+
+    notes = check_source(opts, mapping_plan, since)   # raises MappingFileError (exit 2)
+
+A path that matches no column fails the run naming the path and the nearest columns; what is
+only worth a warning (a fallback that matches nothing, default-mapping fields the export lacks)
+comes back as notes for the log and the report. Sources whose columns are not known in advance
+(JSONL, replays of dead letters) are not checked here: the report warns about mapped fields
+that stayed empty on every sent event instead.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from transforms.schema_check import check_mapping, raise_for_problems
+
+LOG = logging.getLogger(__name__)
+
+
+def sql_params(query: str, since: dt.datetime | None) -> dict | None:
+    """The parameters the pipeline binds to a SQL query (pipeline/graph.py does the same)."""
+    return {"since": since} if since is not None and "since" in query else None
+
+
+def source_columns(opts, since: dt.datetime | None = None, project: str | None = None):
+    """The SourceColumns of the configured source, or None for a replay of dead letters."""
+    from connectors import source_peek
+
+    if opts.input:
+        if opts.input_format == "dead-letter":
+            return None
+        return source_peek.columns_of_files(opts.input, opts.input_format)
+    if opts.sql_url:
+        return source_peek.columns_of_sql(opts.sql_url, opts.sql_query,
+                                          sql_params(opts.sql_query, since))
+    try:
+        return source_peek.columns_of_bigquery(opts.bigquery_table, opts.bigquery_query,
+                                               project)
+    except Exception as error:   # noqa: BLE001 - no credentials on the launcher: the read decides
+        LOG.warning("The BigQuery schema could not be read (%s); the mapping was not checked "
+                    "against it.", type(error).__name__)
+        return None
+
+
+def check_source(opts, mapping_plan, since: dt.datetime | None = None,
+                 project: str | None = None) -> tuple[str, ...] | None:
+    """Raises MappingFileError for paths that match no column; returns the notes, or None
+    when the source's columns are not known before the run (nothing was checked)."""
+    from transforms.mapping import load_mapping
+
+    found = source_columns(opts, since, project)
+    if found is None or found.columns is None:
+        return None
+    result = check_mapping(mapping_plan, found.columns, found.label, load_mapping())
+    raise_for_problems(result, mapping_plan.name)
+    for note in result.notes:
+        LOG.warning("Mapping %s: %s", mapping_plan.name, note)
+    return result.notes

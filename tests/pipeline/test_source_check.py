@@ -1,0 +1,159 @@
+"""A wrong mapping path is caught from the source's columns before any row is read.
+
+Each case runs the real command line against the emulator: exit 2, the message names the path
+and the nearest column, and the emulator saw no request at all (not even the key preflight,
+which the launcher makes before reading; rows are read only after it).
+"""
+from __future__ import annotations
+
+import csv
+
+import duckdb
+import psycopg
+import pytest
+from apache_beam.io.gcp.internal.clients import bigquery as beam_bigquery
+from google.cloud.bigquery import SchemaField
+
+from pipeline.cli import main
+from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
+from tests.pipeline.builders import ca_row, write_parquet
+from transforms.mapping import load_mapping, parse_mapping
+from transforms.schema_check import check_mapping, columns_from_bigquery
+
+TYPO_MAPPING = "extends: default\nuser:\n  fields:\n    email: emial\n"
+FLAT_MAPPING = """
+version: 1
+event:
+  id: order_id
+  type: {constant: purchase}
+  timestamp_ms: {path: created_at, unit: iso}
+  action_source: {constant: offline}
+data:
+  amount: {path: revenu, unit: major}
+  currency: currency
+user:
+  fields:
+    email: email
+"""
+FLAT_COLUMNS = ["order_id", "created_at", "revenue", "currency", "email"]
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+
+
+def run_cli(emulator, tmp_path, mapping_text, *source_args):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(mapping_text)
+    return main([*source_args, "--mapping", str(mapping), "--pixel-id", EMULATOR_PIXEL_ID,
+                 "--endpoint", emulator.url, "--dead-letter", str(tmp_path / "dead" / "dead"),
+                 "--report", str(tmp_path / "report.json"), "--progress-seconds", "0",
+                 "--direct_num_workers", "1", "--direct_running_mode", "in_memory"])
+
+
+def assert_caught(code, capsys, emulator, tmp_path, expected_line):
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected_line in err.splitlines()
+    assert emulator.stats["requests"] == 0 and emulator.recorded_events() == []
+    assert not (tmp_path / "report.json").exists() and not (tmp_path / "dead").exists()
+
+
+def test_parquet_struct_field_typo(emulator, tmp_path, capsys):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    code = run_cli(emulator, tmp_path, TYPO_MAPPING, "--input", str(export))
+    assert_caught(code, capsys, emulator, tmp_path,
+                  "  - user.fields.email: `emial` matches no column; did you mean `user.email`?")
+
+
+def test_parquet_message_names_the_mapping_and_the_source(emulator, tmp_path, capsys):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    run_cli(emulator, tmp_path, TYPO_MAPPING.replace("emial", "user.emial"), "--input",
+            str(export))
+    err = capsys.readouterr().err
+    assert (f"capi-sync: configuration error: Mapping '{tmp_path / 'mapping.yaml'}' reads paths "
+            f"that match no column of {export} (the file schema):") in err
+    assert "  - user.fields.email: `user.emial` matches no column; did you mean `user.email`?" \
+        in err.splitlines()
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_csv_header_typo(emulator, tmp_path, capsys):
+    export = write_csv(tmp_path / "orders.csv", FLAT_COLUMNS,
+                       [["o1", "2026-01-01T00:00:00Z", "9.99", "USD", "a@example.com"]])
+    code = run_cli(emulator, tmp_path, FLAT_MAPPING, "--input", str(export))
+    assert_caught(code, capsys, emulator, tmp_path,
+                  "  - data.amount: `revenu` matches no column; did you mean `revenue`?")
+
+
+def make_duckdb(path):
+    connection = duckdb.connect(str(path))
+    connection.execute("CREATE TABLE orders (order_id VARCHAR, created_at TIMESTAMPTZ, revenue DOUBLE,"
+                       " currency VARCHAR, email VARCHAR)")
+    connection.execute("INSERT INTO orders VALUES ('o1', '2026-01-01 00:00:00+00', 9.99, 'USD', "
+                       "'a@example.com')")
+    connection.close()
+    return path
+
+
+def test_duckdb_result_columns_typo(emulator, tmp_path, capsys):
+    database = make_duckdb(tmp_path / "w.db")
+    code = run_cli(emulator, tmp_path, FLAT_MAPPING, "--sql-url", f"duckdb:///{database}",
+                   "--sql-query", "SELECT * FROM orders WHERE created_at >= %(since)s")
+    assert_caught(code, capsys, emulator, tmp_path,
+                  "  - data.amount: `revenu` matches no column; did you mean `revenue`?")
+
+
+def test_duckdb_reading_files_itself_in_memory(emulator, tmp_path, capsys):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    code = run_cli(emulator, tmp_path, TYPO_MAPPING, "--sql-url", "duckdb:///:memory:",
+                   "--sql-query", f"SELECT * FROM read_parquet('{export}')")
+    assert_caught(code, capsys, emulator, tmp_path,
+                  "  - user.fields.email: `emial` matches no column; did you mean `user.email`?")
+
+
+def test_postgresql_result_columns_typo(emulator, tmp_path, capsys, postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS schema_check_orders")
+        connection.execute("CREATE TABLE schema_check_orders (order_id text, created_at text,"
+                           " revenue numeric, currency text, email text, attrs jsonb)")
+        connection.execute("INSERT INTO schema_check_orders VALUES ('o1', '2026-01-01', 9.99,"
+                           " 'USD', 'a@example.com', '{}')")
+    mapping = FLAT_MAPPING + "    phone: attrs.phone\n"    # jsonb: any path below is possible
+    code = run_cli(emulator, tmp_path, mapping, "--sql-url", postgres_url, "--sql-query",
+                   "SELECT * FROM schema_check_orders;")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "  - data.amount: `revenu` matches no column; did you mean `revenue`?" in \
+        err.splitlines()
+    assert "attrs" not in err and "password" not in err
+    assert emulator.stats["requests"] == 0 and emulator.recorded_events() == []
+
+
+def test_bigquery_table_schema_from_schema_objects():
+    """No GCP here: the schema objects BigQuery's client and Beam's reader hand out."""
+    mapping = parse_mapping(FLAT_MAPPING, "mapping.yaml")
+    client_schema = [SchemaField(name, "STRING") for name in FLAT_COLUMNS]
+    beam_schema = beam_bigquery.TableSchema(fields=[
+        beam_bigquery.TableFieldSchema(name=name, type="STRING", mode="NULLABLE")
+        for name in FLAT_COLUMNS])
+    for schema in (client_schema, beam_schema.fields):
+        result = check_mapping(mapping, columns_from_bigquery(schema), "bigquery:p:d.orders",
+                               load_mapping())
+        assert result.problems == (
+            "data.amount: `revenu` matches no column; did you mean `revenue`?",)
+
+
+def test_a_mapping_that_matches_runs_as_before(emulator, tmp_path, capsys):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    code = run_cli(emulator, tmp_path, "extends: default\n", "--input", str(export))
+    assert code == 0
+    assert [event["id"] for event in emulator.recorded_events()] == ["order_1"]
