@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms import reasons
-from transforms.arrow_rows import arrow_values, parquet_batch_to_rows
+from transforms.arrow_rows import arrow_values, is_json_type, parquet_batch_to_rows
 from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import MappingPlan, rewrite_row_paths
@@ -125,7 +125,8 @@ def _leaf_chains(fields: Sequence[pa.Field], segments: tuple[str, ...], start: i
         arrow_type = fields[index].type
         if pa.types.is_struct(arrow_type):
             chains.extend(_leaf_chains(list(arrow_type), segments, end, tail, prefix + (index,)))
-        elif pa.types.is_nested(arrow_type):   # a list or a map: the rest is read per row
+        elif pa.types.is_nested(arrow_type) or is_json_type(arrow_type):
+            # a list, a map or JSON documents (SQL sources, parsed): the rest is read per row
             rest = Path(".".join(segments[end:]))
             chains.append((prefix + (index,), _then(rest.get, tail)))
     return chains
