@@ -11,10 +11,12 @@ split each, read as a stream of lines), and the Reshuffle spreads the splits ove
 Source references are `<path>#row=<N>`, N counted from 1 in every format:
 - Parquet: the Nth row of the file (row groups counted in order);
 - JSONL: line N of the file (blank lines are skipped but still counted, so `sed -n Np` finds it);
-- CSV: the Nth data record after the header (line N+1 when no field spans several lines).
+- CSV: the Nth data record after the header (line N+1 when no field spans several lines); each
+  line of a broken multi-line record counts as one (see `read_csv`).
 
 Rows that cannot be read (a JSONL line that is not valid UTF-8, not JSON or not an object; a CSV
-record with invalid UTF-8 or the wrong number of fields) become `DeadLetter(reason=mapping_error)`
+record with invalid UTF-8, broken quoting or the wrong number of fields; every physical line of a
+broken record that spans several) become `DeadLetter(reason=mapping_error)`
 on the `dead_letters` output. Their detail names the file, line and problem, never the content
 (a raw line may hold PII).
 """
@@ -107,6 +109,7 @@ class FileSplit:
     file_format: str
     row_group: int | None = None    # Parquet only
     first_row: int = 1              # row number (from 1) of the split's first row
+    unreadable: str | None = None   # why the file cannot be read at all (a corrupt footer)
 
 
 def open_file(path: str, file_format: str) -> IO[bytes]:
@@ -232,10 +235,24 @@ class _Utf8Lines:
 
 def read_csv(handle: IO[bytes], path: str,
              keep: Callable[[str], bool] | None = None) -> Iterator[RowOrDeadLetter]:
-    """A header row, then records; every value a string, empty values None."""
+    """A header row, then records; every value a string, empty values None.
+
+    Quoting is read strictly (`csv` strict mode): a quote must close a field and be followed by
+    a comma or the end of the line. A quoted field may hold line breaks, so an unbalanced quote
+    would otherwise swallow every following line into one record. A record that spans several
+    physical lines and is broken (a quote never closed, text after a closing quote, the wrong
+    number of fields, invalid UTF-8) therefore becomes one dead letter per physical line, each
+    naming the span: nothing hides inside one record, and the report's row count matches the
+    lines a user counts (`wc -l` minus the header, blank lines aside).
+    """
     lines = _Utf8Lines(_lines(handle))
-    reader = csv.reader(lines)
-    header = next(reader, None)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        yield _unreadable(f"the header (line 1) of {path} cannot be parsed: {error}; no record "
+                          f"of the file was read", source_ref(path, 1))
+        return
     if header is None:
         return
     if lines.invalid:
@@ -248,27 +265,35 @@ def read_csv(handle: IO[bytes], path: str,
         lines.invalid = False
         first_line = reader.line_num + 1
         try:
-            record = next(reader)
+            record, problem = next(reader), None
         except StopIteration:
             return
         except csv.Error as error:
+            record, problem = None, f"cannot be parsed: {error}"
+        if problem is None and not record:          # a blank line is not a record
+            continue
+        if problem is None and lines.invalid:
+            problem = "is not valid UTF-8"
+        elif problem is None and len(record) != width:
+            problem = f"has {_fields(len(record))}; the header has {_fields(width)}"
+        last_line = reader.line_num
+        if problem is None:
             record_number += 1
-            where = f"CSV record {record_number} (line {first_line}) of {path}"
-            yield _unreadable(f"{where} cannot be parsed: {error}",
-                              source_ref(path, record_number))
-            continue
-        if not record:          # a blank line is not a record
-            continue
-        record_number += 1
-        source = source_ref(path, record_number)
-        where = f"CSV record {record_number} (line {first_line}) of {path}"
-        if lines.invalid:
-            yield _unreadable(f"{where} is not valid UTF-8", source)
-        elif len(record) != width:
-            yield _unreadable(f"{where} has {_fields(len(record))}; the header has "
-                              f"{_fields(width)}", source)
+            yield {name: record[index] or None for index, name in kept}, source_ref(
+                path, record_number)
+        elif last_line == first_line:
+            record_number += 1
+            yield _unreadable(f"CSV record {record_number} (line {first_line}) of {path} "
+                              f"{problem}", source_ref(path, record_number))
         else:
-            yield {name: record[index] or None for index, name in kept}, source
+            for line in range(first_line, last_line + 1):
+                record_number += 1
+                yield _unreadable(
+                    f"line {line} of {path} is one of lines {first_line}-{last_line}, read as one "
+                    f"CSV record that {problem}: a quote opened on line {first_line} and was not "
+                    f"closed where it should be? Each of the {last_line - first_line + 1} lines "
+                    f"is dead-lettered; fix the quoting and send the file again.",
+                    source_ref(path, record_number))
 
 
 def _fields(count: int) -> str:
@@ -287,13 +312,29 @@ class _PlanSplitsFn(beam.DoFn):
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[FileSplit]:
         path = readable.metadata.path
-        file_format = detect_format(path) if self._file_format == AUTO else self._file_format
         self._files.inc()
-        if file_format == PARQUET:
-            with open_file(path, PARQUET) as handle:
-                yield from plan_parquet_splits(path, handle)
-        else:
+        try:
+            file_format = detect_format(path) if self._file_format == AUTO else self._file_format
+        except ValueError as error:      # `exports/*` matched notes.txt
+            yield FileSplit(path, AUTO, unreadable=f"{error} None of its rows were read.")
+            return
+        if file_format != PARQUET:
             yield FileSplit(path, file_format)
+            return
+        try:
+            with open_file(path, PARQUET) as handle:
+                splits = list(plan_parquet_splits(path, handle))
+        except (pa.ArrowException, OSError) as error:    # empty, truncated, not Parquet at all
+            yield FileSplit(path, PARQUET, unreadable=(
+                f"{path} is not a readable Parquet file ({_first_line(error)}); none of its rows "
+                f"were read. Export it again, or remove it from the input."))
+            return
+        yield from splits
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else 'no message'}"
 
 
 class _ReadSplitFn(beam.DoFn):
@@ -310,11 +351,13 @@ class _ReadSplitFn(beam.DoFn):
         self._keep = column_selector(self._columns)
 
     def process(self, split: FileSplit) -> Iterator[RowChunk | beam.pvalue.TaggedOutput]:
+        if split.unreadable is not None:      # one dead letter stands for the whole file
+            self._unreadable.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, _unreadable(split.unreadable, split.path))
+            return
         with open_file(split.path, split.file_format) as handle:
             if split.file_format == PARQUET:
-                for chunk in read_parquet_row_group(handle, split, self._keep, self._chunk_size):
-                    self._rows_read.inc(len(chunk))
-                    yield chunk
+                yield from self._read_row_group(handle, split)
                 return
             chunks = ChunkBuilder(self._chunk_size)
             for item in _TEXT_READERS[split.file_format](handle, split.path, self._keep):
@@ -329,6 +372,22 @@ class _ReadSplitFn(beam.DoFn):
             last = chunks.flush()
             if last is not None:
                 yield last
+
+
+    def _read_row_group(self, handle: IO[bytes],
+                        split: FileSplit) -> Iterator[RowChunk | beam.pvalue.TaggedOutput]:
+        row_number = split.first_row
+        try:
+            for chunk in read_parquet_row_group(handle, split, self._keep, self._chunk_size):
+                self._rows_read.inc(len(chunk))
+                row_number += len(chunk)
+                yield chunk
+        except (pa.ArrowException, OSError) as error:   # a corrupt page past a good footer
+            self._unreadable.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, _unreadable(
+                f"row group {split.row_group} of {split.path} cannot be read from row "
+                f"{row_number} on ({_first_line(error)}); the rows before it were read.",
+                source_ref(split.path, row_number)))
 
 
 def _as_patterns(patterns: str | Iterable[str]) -> list[str]:
@@ -373,17 +432,6 @@ class ReadFiles(beam.PTransform):
         self._file_format = file_format
         self._columns = None if columns is None else list(columns)
         self._chunk_size = chunk_size
-
-    @property
-    def reads_text(self) -> bool:
-        """Whether JSONL/CSV files can be read (the only ones with unreadable rows): False when
-        the format is parquet or every pattern names Parquet files (`*.parquet`)."""
-        if self._file_format != AUTO:
-            return self._file_format != PARQUET
-        try:
-            return any(detect_format(pattern) != PARQUET for pattern in self._patterns)
-        except ValueError:      # `exports/*`: any format
-            return True
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         paths = (

@@ -1,6 +1,6 @@
 """The delivery sink: a DoFn that sends request-sized batches through `CapiClient`.
 
-Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate (type, id)). The
+Input elements are batches (`list[MappedEvent]`, at most 1,000, no duplicate dedup key). The
 main output is the number of events the API accepted per batch; every event that was not
 accepted leaves on the tagged output "dead_letters" as a `DeadLetter` carrying its reason, id,
 source and the event itself (so the record can be replayed). Counters (names in
@@ -14,6 +14,7 @@ thread-local), never from the pool threads.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
@@ -29,10 +30,11 @@ from connectors.capi_client import (
     CapiClient,
     DeliveryResult,
     RetryPolicy,
-    check_endpoint,
+    parse_endpoint,
 )
 from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
 from transforms import metrics
+from transforms.coverage import count_sent
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MappedEvent
@@ -65,8 +67,7 @@ class DeliverBatches(beam.DoFn):
                  api_key_secret: str | None = None, validate_only: bool = False,
                  max_in_flight: int = 4, retry: RetryPolicy = DEFAULT_RETRY_POLICY,
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0):
-        check_endpoint(endpoint)   # fail at construction, before any data is read
-        self._endpoint = endpoint
+        self._endpoint = parse_endpoint(endpoint)   # fails at construction, before any read
         self._default_pixel_id = default_pixel_id
         self._api_key_env = api_key_env
         self._api_key_secret = api_key_secret
@@ -152,9 +153,11 @@ class DeliverBatches(beam.DoFn):
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
         accepted = 0
+        sent_events = []            # what OpenAI can match on: counted per delivered event
         for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
             if outcome.accepted:
                 accepted += 1
+                sent_events.append(mapped.event)
                 continue
             yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
                 reason=outcome.reason, detail=outcome.detail or "", event_id=_event_id(mapped),
@@ -162,8 +165,14 @@ class DeliverBatches(beam.DoFn):
         _counter(metrics.EVENTS_ACCEPTED).inc(accepted)
         _counter(metrics.REQUESTS).inc(result.requests)
         _counter(metrics.RETRIES).inc(result.retries)
+        if result.suspicious_2xx_bodies:
+            _counter(metrics.SUSPICIOUS_2XX_BODIES).inc(result.suspicious_2xx_bodies)
         for label, count in result.statuses.items():
             _counter(metrics.http_status(label)).inc(count)
+        sent: collections.Counter[str] = collections.Counter()
+        count_sent(sent_events, sent)
+        for name, count in sent.items():
+            _counter(name).inc(count)
         yield windowed(accepted)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import TestOptions
 
 from connectors.capi_client import RetryPolicy
 from connectors.sink import DeliverBatches
@@ -29,7 +30,7 @@ class RunPlan:
     filter_since_ms: int | None        # lower bound applied to mapped events (file sources)
     dead_letter_prefix: str
     watermark: dt.datetime | None = None   # what --state-file held at start (compare-and-swap)
-    schema_notes: tuple[str, ...] = ()  # mapping vs the source's columns (pipeline/source_check)
+    schema_notes: tuple[str, ...] | None = None  # mapping vs source columns; None: not checked
 
 
 class SyncToCapi(beam.PTransform):
@@ -53,9 +54,16 @@ class SyncToCapi(beam.PTransform):
             event_lists, dead_letters = replayed.events, {"replay": replayed[steps.DEAD_LETTERS]}
         else:
             chunks, unreadable = _read_rows(pbegin, run)
+            map_step = steps.MapRowsToEvents(run.mapping_plan, run.filter_since_ms,
+                                             opts.progress_seconds)
+            if run.mapping_plan.group_by is not None:   # group_by: rows of a key -> one event
+                chunks = (chunks
+                          | "KeyRowsByGroup" >> beam.ParDo(steps.KeyRowsByGroup(run.mapping_plan))
+                          | "GroupRowsByKey" >> beam.GroupByKey())
+                map_step = steps.MapGroupsToEvents(run.mapping_plan, run.filter_since_ms,
+                                                   opts.progress_seconds)
             mapped = (chunks
-                      | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
-                          run.mapping_plan, run.filter_since_ms, opts.progress_seconds))
+                      | "MapToEvents" >> beam.ParDo(map_step)
                       .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
             event_lists, dead_letters = mapped.events, {"mapping": mapped[steps.DEAD_LETTERS]}
             if unreadable is not None:
@@ -99,12 +107,12 @@ def _read_rows(pbegin, run: RunPlan):
             opts.input, file_format=opts.input_format,
             columns=list(run.mapping_plan.required_columns) or None, chunk_size=opts.chunk_size)
         chunks, unreadable = pbegin | "ReadFiles" >> read
-        # Parquet rows are always readable: no writer (and its stages) for an empty output.
-        return chunks, unreadable if read.reads_text else None
+        return chunks, unreadable      # Parquet files too: a corrupt one is a dead letter
     if opts.sql_url:
         params = since_param if "since" in opts.sql_query else None
         return pbegin | "ReadSql" >> sources.ReadSql(
-            opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size), None
+            opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size,
+            check_query=not opts.view_as(TestOptions).dry_run), None   # a dry run reads nothing
     params = since_param if opts.bigquery_query and "@since" in opts.bigquery_query else None
     return pbegin | "ReadBigQuery" >> sources.ReadBigQuery(
         table=opts.bigquery_table, query=opts.bigquery_query, params=params,

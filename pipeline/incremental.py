@@ -1,9 +1,10 @@
 """Incremental scheduled syncs: --since and the watermark state file.
 
 The watermark is the start time of the last run that finished with no `retries_exhausted` dead
-letters (and whose state file no other run advanced meanwhile: see `write_watermark`). The next run reads rows at or after it (pushed down to SQL/BigQuery as the `since`
-parameter). The lower bound is never earlier than the API's 7-day window: older rows would only
-be rejected as stale, so they are not read at all.
+letters (and whose state file no other run advanced meanwhile: see `write_watermark`). The next
+run reads rows at or after it (pushed down to SQL/BigQuery as the `since` parameter). The lower
+bound is never earlier than the API's 7-day window: older rows would only be rejected as stale,
+so they are not read at all.
 """
 from __future__ import annotations
 
@@ -59,14 +60,20 @@ def read_watermark(path: str, now: dt.datetime) -> dt.datetime | None:
     return watermark
 
 
+_MAX_STATE_BYTES = 1 << 16    # a watermark file is ~300 bytes
+
+
 def _read_state(path: str) -> bytes | None:
     if not FileSystems.exists(path):
         return None
     try:
         with FileSystems.open(path) as handle:
-            return handle.read()
+            raw = handle.read(_MAX_STATE_BYTES + 1)     # /dev/zero would never end
     except OSError as error:          # a directory, no permission, ... (BeamIOError included)
         raise _not_a_state_file(path, f"it cannot be read ({_reason(error)})") from None
+    if len(raw) > _MAX_STATE_BYTES:
+        raise _not_a_state_file(path, f"it is larger than {_MAX_STATE_BYTES:,} bytes")
+    return raw
 
 
 def _parse_state(path: str, raw: bytes) -> dt.datetime:
@@ -101,25 +108,53 @@ def write_watermark(path: str, watermark: dt.datetime, run_summary: dict,
     """Advances the watermark if the file still holds `previous` (what this run read at start).
 
     A compare-and-swap: when another run on the same state file advanced it meanwhile, this
-    one does not overwrite it (raises StateFileChanged); the two runs then never both move it
-    silently. Locally the compare and the replace happen under an exclusive lock on
-    `<path>.lock`, and the file is replaced atomically (temp file + rename). Elsewhere (gs://)
-    the file is read again just before the new object is written: the window between the two
-    is one round trip, and the object itself is replaced whole.
+    one does not overwrite it (raises StateFileChanged); two runs never both move it silently.
+    - local: the compare and the replace happen under an exclusive lock on `<path>.lock`, and
+      the file is replaced atomically (temp file + rename);
+    - gs://: the object is read with its generation and written with `if_generation_match` on
+      it (google-cloud-storage): a write by anyone in between fails the precondition;
+    - other FileSystems schemes: read again just before the write (a window of one round trip).
     """
     data = json.dumps({"watermark": watermark.isoformat(), "last_run": run_summary},
                       indent=2).encode()
+    if path.startswith("gs://"):
+        _write_gcs_if_unchanged(path, data, previous)
+        return
     with _locked(path):
         raw = _read_state(path)
-        current = None if raw is None else _parse_state(path, raw)
-        if current != previous:
-            raise StateFileChanged(
-                f"State file {path} changed while this run ran (watermark "
-                f"{_show(previous)} when it started, {_show(current)} now): another capi-sync "
-                f"run uses the same file. This run left it as is; the rows of both runs were "
-                f"sent (the API deduplicates repeats). Give each scheduled job its own state "
-                f"file, or do not start one before the previous run ended.")
+        _check_unchanged(path, previous, None if raw is None else _parse_state(path, raw))
         write_file(path, data)
+
+
+def _check_unchanged(path: str, previous: dt.datetime | None, current: dt.datetime | None,
+                     ) -> None:
+    if current != previous:
+        raise StateFileChanged(
+            f"State file {path} changed while this run ran (watermark {_show(previous)} when "
+            f"it started, {_show(current)} now): another capi-sync run uses the same file. "
+            f"This run left it as is; the rows of both runs were sent (the API deduplicates "
+            f"repeats). Give each scheduled job its own state file, or do not start one before "
+            f"the previous run ended.")
+
+
+def _write_gcs_if_unchanged(path: str, data: bytes, previous: dt.datetime | None) -> None:
+    from google.api_core import exceptions
+    from google.cloud import storage
+
+    bucket_name, _, name = path[len("gs://"):].partition("/")
+    bucket = storage.Client().bucket(bucket_name)
+    blob = bucket.get_blob(name)
+    generation = 0 if blob is None else blob.generation       # 0: "only if it does not exist"
+    current = None if blob is None else _parse_state(
+        path, blob.download_as_bytes(if_generation_match=generation))
+    _check_unchanged(path, previous, current)
+    try:
+        bucket.blob(name).upload_from_string(data, content_type="application/json",
+                                             if_generation_match=generation)
+    except exceptions.PreconditionFailed:
+        raise StateFileChanged(
+            f"State file {path} was rewritten by another run while this one advanced it "
+            f"(its generation is no longer {generation}); this run left it as is.") from None
 
 
 def _show(watermark: dt.datetime | None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from connectors.capi_client import check_endpoint
+from connectors.endpoint import parse_endpoint
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
@@ -23,7 +23,6 @@ INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{3,}")
 
 
 class CapiSyncOptions(PipelineOptions):
@@ -81,6 +80,14 @@ class CapiSyncOptions(PipelineOptions):
             default=None,
             help="query for --sql-url; may use %%(since)s for incremental syncs",
         )
+        source.add_argument(
+            "--sql-file",
+            "--sql_file",
+            dest="sql_file",
+            default=None,
+            metavar="FILE",
+            help="file holding the query for --sql-url (instead of --sql-query)",
+        )
 
         source.add_argument(
             "--chunk-size",
@@ -93,7 +100,9 @@ class CapiSyncOptions(PipelineOptions):
 
         mapping = parser.add_argument_group("mapping")
         mapping.add_argument(
-            "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
+            "--mapping", default=None, metavar="FILE|PRESET",
+            help="YAML mapping file, or a preset: ga4, segment, rudderstack, snowplow, shopify;"
+                 " omitted = the default mapping"
         )
 
         delivery = parser.add_argument_group("delivery")
@@ -165,7 +174,7 @@ class CapiSyncOptions(PipelineOptions):
             "--dedupe",
             action="store_true",
             default=False,
-            help="run-wide dedup on (pixel, type, id); costs a shuffle",
+            help="run-wide dedup on (pixel, event name, id); costs a shuffle",
         )
         delivery.add_argument(
             "--skip-preflight",
@@ -184,6 +193,15 @@ class CapiSyncOptions(PipelineOptions):
             default=None,
             metavar="PREFIX",
             help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)",
+        )
+        output.add_argument(
+            "--max-dead-letter-rate",
+            "--max_dead_letter_rate",
+            dest="max_dead_letter_rate",
+            type=float,
+            default=None,
+            metavar="RATE",
+            help="fail the run (exit 8) when dead letters / rows read exceeds RATE (0..1)",
         )
         output.add_argument("--report", default=None, metavar="PATH", help="write the JSON run report here")
         output.add_argument(
@@ -239,7 +257,7 @@ def _beam_parser(options: PipelineOptions) -> argparse.ArgumentParser:
 
 
 def _refuse(message: str) -> None:
-    raise ConfigError(mask_keys(message))
+    raise ConfigError(message)   # masked by ConfigError itself (transforms/masking.py)
 
 
 def parse_options(argv: Sequence[str]) -> PipelineOptions:
@@ -283,11 +301,6 @@ def _unparsed_message(unparsed: list[str], parser: argparse.ArgumentParser) -> s
             f"(--runner, --project, ...); capi-sync ignores none.")
 
 
-def mask_keys(text: str) -> str:
-    """Every key-like run of characters (sk-...) replaced by 'sk-***'."""
-    return _KEY_LIKE.sub("sk-***", text)
-
-
 def validate_options(opts: CapiSyncOptions) -> None:
     """Fails fast, before any data is read, with a message that says how to fix the options."""
     sources = [
@@ -306,10 +319,19 @@ def validate_options(opts: CapiSyncOptions) -> None:
             f"Give exactly one source: --input, --bigquery-table, --bigquery-query or "
             f"--sql-url (found: {found})."
         )
+    if opts.sql_file:
+        if opts.sql_query:
+            raise ConfigError("Give the query once: --sql-query or --sql-file, not both.")
+        opts.sql_query = read_sql_file(opts.sql_file)
     if opts.sql_url and not opts.sql_query:
-        raise ConfigError("--sql-url needs --sql-query (the SELECT that returns the rows to send).")
+        raise ConfigError("--sql-url needs --sql-query or --sql-file (the SELECT that returns "
+                          "the rows to send).")
     if opts.sql_query and not opts.sql_url:
         raise ConfigError("--sql-query needs --sql-url (duckdb:///file.db or postgresql://...).")
+    rate = opts.max_dead_letter_rate
+    if rate is not None and not 0 <= rate <= 1:
+        raise ConfigError(f"--max-dead-letter-rate is a share of the rows read, within 0..1 "
+                          f"(0.05 = 5%), got {rate:g}.")
     if not 1 <= opts.batch_size <= MAX_EVENTS_PER_REQUEST:
         raise ConfigError(
             f"--batch-size must be within 1..{MAX_EVENTS_PER_REQUEST} "
@@ -337,7 +359,20 @@ def validate_options(opts: CapiSyncOptions) -> None:
         raise ConfigError(
             "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
             "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
-    check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
+    parse_endpoint(opts.endpoint)   # https://, or http:// to loopback only (one rule)
+
+
+def read_sql_file(path: str) -> str:
+    """The query text of --sql-file; read once, by the launcher."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            query = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--sql-file {path!r} cannot be read ({type(exc).__name__}). Fix: give "
+                          "the path of a UTF-8 text file holding the SELECT.") from None
+    if not query.strip():
+        raise ConfigError(f"--sql-file {path!r} is empty; write the SELECT in it.")
+    return query
 
 
 def looks_like_api_key(value: str) -> bool:

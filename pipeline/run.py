@@ -32,9 +32,9 @@ from pipeline.incremental import (
     read_watermark,
     write_watermark,
 )
-from pipeline.logs import AUTH_FAILED
+from pipeline.logs import STOP_MARKERS
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
-from pipeline.source_check import check_source
+from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     LocalRunnerPlan,
@@ -52,12 +52,16 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
+EXIT_NOTHING_READ = 5        # no row read (a glob matched no file, an empty query), or all skipped
+EXIT_NOTHING_DELIVERED = 6   # rows were read, every one was dead-lettered: nothing was sent
 EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
+EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
 EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 class RunStopped(CapiSyncError):
-    """A worker stopped the run because the API refused the key; the message is the cause."""
+    """A worker stopped the run because the API refused the key or the endpoint is wrong
+    (connectors.capi_client.DeliveryStopped); the message is the cause."""
 
 
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
@@ -70,16 +74,17 @@ def refused_key_message(exc: BaseException) -> str | None:
     another process comes back as Beam's RuntimeError around the worker's traceback, which
     holds the message we wrote. Either way, the cause is our one line.
     """
-    from connectors.capi_client import AuthenticationError
+    from connectors.capi_client import DeliveryStopped  # a refused key, a wrong endpoint
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, AuthenticationError):
+        if isinstance(seen, DeliveryStopped):
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if AUTH_FAILED in text:
-        return _BEAM_STEP_SUFFIX.sub("", text[text.index(AUTH_FAILED):].splitlines()[0])
+    for marker in STOP_MARKERS:
+        if marker in text:
+            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
     return None
 
 
@@ -88,7 +93,33 @@ class RunOutcome:
     report: dict[str, Any]
     exit_code: int
     not_saved: tuple[str, ...] = ()    # why a result could not be written, one line each
+    failure: str | None = None      # one line: why the exit code is not 0
     printout: str | None = None        # what the command prints instead of the summary (dry run)
+
+
+def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
+                ) -> tuple[int, str | None]:
+    """The exit code of a finished run and its one-line reason (README: Exit codes)."""
+    rows, accepted = report["rows_read"], report["events_accepted"]
+    dead, exhausted = report["events_dead_lettered"], \
+        report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
+    if rows == 0:
+        return EXIT_NOTHING_READ, ("no row was read: the input matched no file or the query "
+                                   "returned no row")
+    if exhausted:
+        return EXIT_RETRIES_EXHAUSTED, (f"{exhausted:,} events exhausted their retries: replay "
+                                        "their dead letters")
+    if accepted == 0 and dead:
+        top, count = max(report["dead_letter_reasons"].items(), key=lambda item: item[1])
+        return EXIT_NOTHING_DELIVERED, (f"all {dead:,} events that could be sent were "
+                                        f"dead-lettered (most: {top} {count:,}); nothing was sent")
+    if accepted == 0:
+        return EXIT_NOTHING_READ, (f"all {rows:,} rows read were skipped "
+                                   f"({', '.join(report['skip_reasons'])}); nothing was sent")
+    if max_dead_letter_rate is not None and dead / rows > max_dead_letter_rate:
+        return EXIT_DEAD_LETTER_RATE, (f"{dead / rows:.1%} of the rows read were dead-lettered, "
+                                       f"above --max-dead-letter-rate {max_dead_letter_rate:g}")
+    return EXIT_OK, None
 
 
 def apply_local_plan(options: PipelineOptions, plan: LocalRunnerPlan) -> None:
@@ -129,7 +160,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
-    schema_notes: tuple[str, ...] = ()
+    schema_notes: tuple[str, ...] | None = None      # None: the source was not checked
     if not dry_run:      # a dry run touches no output and no source
         check_outputs_writable(opts, dead_letter_prefix)
         schema_notes = check_source(opts, mapping_plan, lower_bound,
@@ -202,15 +233,23 @@ def run(argv: list[str], local: LocalWorkers | None = None) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
+        mapped_fields=fields_to_watch(plan.mapping_plan) if plan.schema_notes is None
+        else None,                     # unchecked source: warn about fields empty on all events
+        schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,
         since=plan.since.isoformat(),
         dead_letter_prefix=plan.dead_letter_prefix,
         report_path=opts.report,
     )
-    exhausted = report["dead_letter_reasons"].get(reasons.RETRIES_EXHAUSTED, 0)
-    not_saved = save_results(report, plan, started_at, advance=not exhausted)
-    code = EXIT_NOT_SAVED if not_saved else EXIT_RETRIES_EXHAUSTED if exhausted else EXIT_OK
-    return RunOutcome(report, code, not_saved)
+    code, failure = run_verdict(report, opts.max_dead_letter_rate)
+    report.update(exit_code=code, failure=failure)
+    # A 2xx that was not JSON may not have come from the API: the next run re-sends those rows
+    # (harmless, the API dedups on ids) rather than the watermark skipping them for good.
+    doubtful = report["suspicious_2xx_bodies"]
+    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK and not doubtful)
+    if not_saved and code == EXIT_OK:
+        code = EXIT_NOT_SAVED
+    return RunOutcome(report, code, not_saved, failure)
 
 
 def save_results(report: dict[str, Any], plan: RunPlan, started_at: dt.datetime,

@@ -32,6 +32,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -152,6 +153,7 @@ class WarmWorkerPool:
         self._command = list(command)
         self._lock = threading.Lock()
         self._waiting: list[subprocess.Popen] = []
+        self._started: list[subprocess.Popen] = []
         self.taken = 0
 
     def start(self, count: int) -> None:
@@ -168,11 +170,14 @@ class WarmWorkerPool:
         """A new waiting process (it imports Beam before it can work), or None if the system
         refuses one."""
         try:
-            return subprocess.Popen(self._command, stdin=subprocess.PIPE)
+            process = subprocess.Popen(self._command, stdin=subprocess.PIPE)
         except OSError as error:
             LOG.warning("could not start a worker process ahead of the run (%s); "
                         "DirectRunner starts its own", error)
             return None
+        with self._lock:
+            self._started.append(process)
+        return process
 
     def __len__(self) -> int:
         with self._lock:
@@ -197,6 +202,14 @@ class WarmWorkerPool:
             process.kill()
             process.stdin.close()
             process.wait()
+
+    def kill_all(self) -> None:
+        """Kills every process this pool started, taken or not (Ctrl-C: the run is over)."""
+        with self._lock:
+            started = list(self._started)
+        for process in started:
+            if process.poll() is None:
+                process.kill()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +254,7 @@ def _serve() -> int:
     if not line:
         return 0
     os.environ.update(json.loads(line))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the launcher's: it stops us
     sys.stderr = WithoutAuthTracebacks(sys.stderr)    # the launcher prints the cause once
     sdk_worker_main.main(sys.argv)
     gc.freeze()     # the runner waits for this exit: skip the shutdown collection (see cli.entry)

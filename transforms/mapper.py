@@ -4,7 +4,8 @@
     result = mapper.map_row(row, source="export.parquet#row=17")
     result.event        # MappedEvent, validated, user fields hashed
     result.dead_letter  # DeadLetter with a reason code (and the mapped event when there is one)
-    result.skipped      # "excluded_event" or "no_consent"
+    result.skipped      # "excluded_event", "no_consent" or "filtered_out"
+    mapper.map_group(rows, sources)   # group_by: one event from rows sharing a key
     mapper.counters     # Counter: "timestamp_defaulted", "user.email.invalid", ...
 
 Exactly one of the three is set. map_row never raises: an unexpected error becomes a
@@ -17,10 +18,11 @@ import collections
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +67,20 @@ class MapResult:
 
 _SKIPPED_NO_CONSENT = MapResult(skipped=reasons.NO_CONSENT)
 _SKIPPED_EXCLUDED = MapResult(skipped=reasons.EXCLUDED_EVENT)
+_SKIPPED_FILTERED = MapResult(skipped=reasons.FILTERED_OUT)
+LOG = logging.getLogger(__name__)
+_logged_hints: set[str] = set()   # each unit hint is logged once per worker process
+
+
+def _log_unit_hint_once(detail: str) -> None:
+    """'... looks like epoch microseconds: declare unit: us' goes to the log once per run too,
+    so a run whose every row is dead-lettered for it says why where the user looks first."""
+    hint = detail.partition("; it looks like ")[2]
+    if hint and hint not in _logged_hints:
+        _logged_hints.add(hint)
+        LOG.warning("event.timestamp_ms: epoch number out of range; it looks like %s for"
+                    " event.timestamp_ms in the mapping (such rows are dead-lettered"
+                    " invalid_timestamp)", hint)
 
 
 def wall_clock_ms() -> int:
@@ -201,8 +217,18 @@ class RowMapper:
                 built_user: Any = NOT_BUILT) -> MapResult:
         """Map one row; never raises. `built_user`: the row's BuiltUser when the caller built
         the user objects of many rows at once (UserBuilder.build_columns)."""
+        return self._map_safely(row, source, built_user, None)
+
+    def map_group(self, rows: Sequence[Mapping[str, Any]], sources: Sequence[str | None]
+                  ) -> MapResult:
+        """One event from the rows of a group (plan.group_by), in source order: event fields
+        from the first row, data.contents from every row. Never raises."""
+        return self._map_safely(rows[0], sources[0], NOT_BUILT, rows)
+
+    def _map_safely(self, row: Any, source: str | None, built_user: Any,
+                    group: Sequence[Any] | None) -> MapResult:
         try:
-            return self._map(row, source, built_user)
+            return self._map(row, source, built_user, group)
         except InvalidValueError as exc:
             return MapResult(dead_letter=DeadLetter(
                 reason=exc.reason, detail=exc.detail, event_id=self._safe_id(row),
@@ -230,12 +256,20 @@ class RowMapper:
         except Exception:  # noqa: BLE001
             return None
 
-    def _map(self, row: Mapping[str, Any], source: str | None, built_user: Any) -> MapResult:
+    def _map(self, row: Mapping[str, Any], source: str | None, built_user: Any,
+             group: Sequence[Any] | None) -> MapResult:
         plan = self.plan
         counters = self.counters
         if not (self.positional or isinstance(row, Mapping)):
             raise InvalidValueError(reasons.MAPPING_ERROR,
                                     f"the row is a {_kind(row)}, not a record of columns")
+
+        if plan.filters:
+            self._stage = "filter"
+            for row_filter in plan.filters:
+                if not row_filter.keeps(row):
+                    counters[f"{row_filter.source.name}.filtered_out"] += 1
+                    return _SKIPPED_FILTERED
 
         self._stage = "consent"
         if plan.consent is not None and not plan.consent.is_granted(row):
@@ -271,8 +305,12 @@ class RowMapper:
             counters["timestamp_defaulted"] += 1
             event["timestamp_ms"] = now_ms
         else:
-            event["timestamp_ms"] = to_epoch_ms(raw_timestamp, plan.timestamp_unit,
-                                                "event.timestamp_ms")
+            try:
+                event["timestamp_ms"] = to_epoch_ms(raw_timestamp, plan.timestamp_unit,
+                                                    "event.timestamp_ms")
+            except InvalidValueError as exc:
+                _log_unit_hint_once(exc.detail)
+                raise
 
         self._stage = "event fields"
         if plan.action_source is not None:
@@ -303,7 +341,7 @@ class RowMapper:
                 event["user"] = user
 
         self._stage = "data"
-        event["data"] = self._data(row, event_type, counters)
+        event["data"] = self._data(row, event_type, counters, group)
 
         pixel_id = None
         if plan.pixel_id is not None:
@@ -324,7 +362,8 @@ class RowMapper:
                 source=source, event=event, pixel_id=pixel_id))
         return MapResult(event=MappedEvent(pixel_id, event, source))
 
-    def _data(self, row: Any, event_type: str, counters: Any) -> dict[str, Any]:
+    def _data(self, row: Any, event_type: str, counters: Any, group: Sequence[Any] | None
+              ) -> dict[str, Any]:
         plan = self.plan
         data_type = DATA_TYPE_BY_EVENT_TYPE[event_type]
         data: dict[str, Any] = {"type": data_type}
@@ -354,14 +393,12 @@ class RowMapper:
 
         if plan.contents is not None:
             self._stage = "data.contents"
-            items = plan.contents.path.get(row)
-            if isinstance(items, str) and items.lstrip().startswith("["):
-                items = self._json_list(items)
-            if items is not None and not (isinstance(items, (list, tuple)) and not items):
+            pairs = self._items(row, group)
+            if pairs:
                 if data_type not in _CONTENTS_ALLOWED:
                     counters["data.contents.not_allowed"] += 1
                 else:
-                    contents = self._contents(items, row, currency, counters)
+                    contents = self._contents(pairs, currency, counters)
                     if contents:
                         data["contents"] = contents
 
@@ -381,14 +418,30 @@ class RowMapper:
             raise InvalidValueError(reasons.INVALID_CONTENTS,
                                     "data.contents: the source text is not a JSON list") from None
 
-    def _contents(self, items: Any, row: Any, data_currency: str | None, counters: Any
+    def _items(self, row: Any, group: Sequence[Any] | None) -> list[tuple[Any, Any]]:
+        """(item, the row it came from) for every item: the list at contents.path of the row,
+        or of each row of the group; with no path, each row of the group is one item."""
+        list_path = self.plan.contents.path
+        if list_path is None:
+            return [(member, member) for member in (group or (row,))]
+        pairs = []
+        for member in group or (row,):
+            items = list_path.get(member)
+            if isinstance(items, str) and items.lstrip().startswith("["):
+                items = self._json_list(items)
+            if items is None or (isinstance(items, (list, tuple)) and not items):
+                continue
+            if not isinstance(items, (list, tuple)):
+                raise InvalidValueError(reasons.INVALID_CONTENTS,
+                                        f"data.contents: {list_path.text} is a"
+                                        f" {_kind(items)}, not a list")
+            pairs.extend((item, member) for item in items)
+        return pairs
+
+    def _contents(self, pairs: list[tuple[Any, Any]], data_currency: str | None, counters: Any
                   ) -> list[dict[str, Any]]:
-        if not isinstance(items, (list, tuple)):
-            raise InvalidValueError(reasons.INVALID_CONTENTS,
-                                    f"data.contents: {self.plan.contents.path.text} is a"
-                                    f" {_kind(items)}, not a list")
         contents = []
-        for index, item in enumerate(items):
+        for index, (item, row) in enumerate(pairs):
             try:
                 out = self._item(item, row, data_currency, counters)
             except InvalidValueError as exc:   # name the item only now: most items have no error

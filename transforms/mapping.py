@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import functools
 import importlib.resources
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,8 @@ import yaml
 
 from transforms.errors import InvalidValueError, MappingFileError
 from transforms.events import CUSTOM
-from transforms.mapping_schema import check_schema, format_problems, yaml_type
+from transforms.mapping_guards import check_path_characters, check_yaml_size
+from transforms.mapping_schema import PRESET_FILES, check_schema, format_problems, yaml_type
 from transforms.money import CURRENCY_EXPONENTS, MAJOR
 from transforms.paths import (
     EACH,
@@ -35,6 +37,7 @@ from transforms.paths import (
     compile_reference,
     present,
     split_alternatives,
+    template_text,
 )
 from transforms.source_url import is_absolute_url
 from transforms.timestamps import MILLISECONDS, to_epoch_ms
@@ -42,6 +45,7 @@ from transforms.user_fields import DEFAULT_PROFILE, LOGICAL_FIELDS
 from transforms.validate import check_custom_event_name
 
 DEFAULT_MAPPING_RESOURCE = "default_mapping.yaml"
+PRESETS_DIRECTORY = "presets"
 DEFAULT_MAPPING_NAME = "<default mapping>"
 DEFAULT_ACTION_SOURCE = "web"
 DEFAULT_CONSENT_VALUES = (True, 1, "true", "yes", "y", "1", "granted")
@@ -106,7 +110,8 @@ class ItemValueSource:
 
 @dataclasses.dataclass(frozen=True)
 class ContentsPlan:
-    path: Path                                          # the list, e.g. items
+    path: Path | None                                   # the list, e.g. items; None with group_by:
+                                                        # each row of the group is one item
     fields: tuple[tuple[str, ItemValueSource], ...]     # CAPI item field -> source
     amount_unit: str = MAJOR
 
@@ -125,6 +130,25 @@ class ConsentPlan:
         if value is None:
             return False
         return any(value == g and type(value) is type(g) for g in self.granted)
+
+
+def filter_text(value: Any) -> str | None:
+    """How a filter compares values: stripped, lower-cased text ('Paid ' -> 'paid', 2.0 -> '2')."""
+    text = template_text(value)
+    return text.lower() if text is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFilter:
+    """`{path: financial_status, in: [paid, partially_refunded]}`: rows whose value is not
+    listed (or, with not_in, is listed) are skipped as filtered_out, never dead-lettered."""
+
+    source: ValueSource
+    values: frozenset[str]     # filter_text of each listed value
+    keep_listed: bool          # in: keep the listed values; not_in: skip them
+
+    def keeps(self, row: Any) -> bool:
+        return (filter_text(self.source.get(row)) in self.values) is self.keep_listed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +180,10 @@ class MappingPlan:
     user_fields: tuple[tuple[str, ValueSource], ...] = ()
     consent: ConsentPlan | None = None
     pixel_id: ValueSource | None = None
+    filters: tuple[RowFilter, ...] = ()
+    group_by: ValueSource | None = None          # rows with one key value make one event
+    base: str = "default"                        # what the plan's unlisted fields come from:
+                                                 # "default" or the preset it is or extends
     required_columns: tuple[str, ...] = ()
     """Every top-level column the plan may read. A dotted path yields all its readings
     (`user.email` -> `user`, `user.email`); intersect with the source's schema."""
@@ -212,10 +240,24 @@ def default_mapping_text() -> str:
         encoding="utf-8")
 
 
+def preset_text(name: str) -> str:
+    """A packaged preset (`--print-mapping ga4`); names are mapping_schema.PRESET_FILES."""
+    if name not in PRESET_FILES:
+        raise MappingFileError(
+            f"There is no preset named {name!r}. Fix: use one of {', '.join(PRESET_FILES)}, or"
+            " pass the path of a YAML mapping file")
+    return importlib.resources.files("transforms").joinpath(PRESETS_DIRECTORY).joinpath(
+        PRESET_FILES[name]).read_text(encoding="utf-8")
+
+
 def load_mapping(path: str | None = None) -> MappingPlan:
-    """Load, validate and compile a mapping file; None = the packaged default mapping."""
+    """Load, validate and compile a mapping file; None = the packaged default mapping; a
+    preset's name (`ga4`, `segment`, `rudderstack`, `snowplow`, `shopify`) = that preset, unless
+    a file of that name exists."""
     if path is None:
         return _default_plan()
+    if path in PRESET_FILES and not os.path.exists(path):
+        return _preset_plan(path)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -234,8 +276,32 @@ def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
     """Validate and compile mapping YAML text; `name` is used in error messages."""
     own = _read_yaml(text, name)
     check_schema(own, name)
-    document = _merge(_default_document(), own) if own.get("extends") == "default" else own
-    return _compile(document, name, own=own)
+    plan = _compile(_extended(own), name, own=own)
+    check_path_characters(plan.required_columns, name)     # usеr.email with a Cyrillic е
+    return dataclasses.replace(plan, base=own.get("extends") or "default")
+
+
+def base_plan(plan: MappingPlan) -> MappingPlan:
+    """The plan `plan` starts from: the default mapping, or the preset it is or extends (a
+    source check treats fields equal to the base's as optional: one preset serves exports that
+    lack some of its columns)."""
+    return _default_plan() if plan.base == "default" else _preset_plan(plan.base)
+
+
+def _extended(own: dict[str, Any]) -> dict[str, Any]:
+    """The document to compile: `own` merged over what it extends (default or a preset)."""
+    base = own.get("extends")
+    if base is None:
+        return own
+    if base == "default":
+        return _merge(_default_document(), own)
+    return _merge(_extended(_read_yaml(preset_text(base), f"<preset {base}>")), own)
+
+
+@functools.lru_cache(maxsize=8)
+def _preset_plan(name: str) -> MappingPlan:
+    plan = parse_mapping(preset_text(name), f"<preset {name}>")
+    return dataclasses.replace(plan, base=name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -288,6 +354,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def _read_yaml(text: str, name: str) -> dict[str, Any]:
+    check_yaml_size(text, name)      # before anything is built: size and alias expansion
     try:
         document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -334,20 +401,26 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any], at: tuple[str, ...] = 
 
 # --- step 3: compile, with the checks a schema cannot express ------------------------------------
 
+def _placeholder_set(texts: Any) -> frozenset[str]:
+    return frozenset(text.strip().lower() for text in texts or () if isinstance(text, str))
+
+
 class _Compiler:
-    def __init__(self, name: str):
+    def __init__(self, name: str, placeholders: frozenset[str] = NO_PLACEHOLDERS):
         self.name = name
         self.problems: list[tuple[str, str, str]] = []
+        self.placeholders = placeholders   # the mapping's: every field counts them as empty
 
     def problem(self, where: str, what: str, fix: str) -> None:
         self.problems.append((where, what, fix))
 
-    def references(self, spec: Any, where: str, *, allow_each: bool = False
+    def references(self, spec: Any, where: str, *, allow_each: bool = False,
+                   placeholders: frozenset[str] = NO_PLACEHOLDERS
                    ) -> tuple[Path | Template, ...]:
         refs = []
         for text in split_alternatives(spec):
             try:
-                ref = compile_reference(text)
+                ref = compile_reference(text, self.placeholders | placeholders)
             except PathSyntaxError as exc:
                 self.problem(where, str(exc), "see 'Paths' in docs/mapping.md")
                 continue
@@ -371,11 +444,16 @@ class _Compiler:
                     self.problem(where, "has both 'constant' and 'default'",
                                  "a constant is always used; remove 'default'")
                 return ValueSource(where, has_constant=True, constant=spec["constant"])
-            refs = self.references(spec["path"], where + ".path", allow_each=allow_each)
-            return ValueSource(where, refs, default=spec.get("default"))
-        return ValueSource(where, self.references(spec, where, allow_each=allow_each))
+            own = _placeholder_set(spec.get("placeholders"))
+            refs = self.references(spec["path"], where + ".path", allow_each=allow_each,
+                                   placeholders=own)
+            return ValueSource(where, refs, default=spec.get("default"),
+                               placeholders=self.placeholders | own, query=spec.get("query"))
+        return ValueSource(where, self.references(spec, where, allow_each=allow_each),
+                           placeholders=self.placeholders)
 
-    def item_source(self, spec: Any, where: str, list_path: str) -> ItemValueSource | None:
+    def item_source(self, spec: Any, where: str, list_path: str | None
+                    ) -> ItemValueSource | None:
         if spec is None:
             return None
         if isinstance(spec, dict) and "constant" in spec:
@@ -385,7 +463,7 @@ class _Compiler:
             return ItemValueSource(where, has_constant=True, constant=spec["constant"])
         paths_spec = spec["path"] if isinstance(spec, dict) else spec
         where_paths = where + ".path" if isinstance(spec, dict) else where
-        prefix = f"{list_path}.{EACH}."
+        prefix = f"{list_path}.{EACH}." if list_path is not None else None
         refs = []
         for text in split_alternatives(paths_spec):
             if not text or "{" in text or "}" in text:
@@ -393,7 +471,7 @@ class _Compiler:
                                           " in contents fields)",
                              f"write a path of each item such as {prefix}id, or a row column")
                 continue
-            reads_item = text.startswith(prefix)
+            reads_item = prefix is not None and text.startswith(prefix)
             try:
                 path = Path(text[len(prefix):] if reads_item else text)
             except PathSyntaxError as exc:
@@ -405,7 +483,9 @@ class _Compiler:
                 continue
             refs.append((reads_item, path))
         default = spec.get("default") if isinstance(spec, dict) else None
-        return ItemValueSource(where, tuple(refs), default=default)
+        own = _placeholder_set(spec.get("placeholders")) if isinstance(spec, dict) else frozenset()
+        return ItemValueSource(where, tuple(refs), default=default,
+                               placeholders=self.placeholders | own)
 
     def check_currency_values(self, spec: Any, where: str) -> None:
         if isinstance(spec, dict):
@@ -427,7 +507,7 @@ class _Compiler:
 def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> MappingPlan:
     """`document` is what to compile (merged with the default when the file extends it);
     `own` is the file itself (its event-name lists are checked for duplicates)."""
-    c = _Compiler(name)
+    c = _Compiler(name, _placeholder_set(document.get("placeholders")))
     event = document.get("event") or {}
     for required in ("id", "type"):
         if event.get(required) is None:
@@ -480,7 +560,8 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
     c.check_currency_values(data.get("currency"), "data.currency")
     c.check_number_values(data.get("amount"), "data.amount")
     amount_spec = data.get("amount")
-    contents = _compile_contents(c, data.get("contents"))
+    group_by = c.value_source(document.get("group_by"), "group_by")
+    contents = _compile_contents(c, data.get("contents"), grouped=group_by is not None)
     custom_data = tuple(
         (member, source) for member, spec in sorted((data.get("custom") or {}).items())
         if (source := c.value_source(spec, f"data.custom.{member}")) is not None)
@@ -537,6 +618,8 @@ def _compile(document: dict[str, Any], name: str, own: dict[str, Any]) -> Mappin
         user_fields=user_fields if user_enabled else (),
         consent=consent,
         pixel_id=pixel_id,
+        filters=_compile_filters(c, document.get("filter") or ()),
+        group_by=group_by,
     )
     return dataclasses.replace(plan, required_columns=columns_of(plan.source_paths()))
 
@@ -559,9 +642,29 @@ def _compile_event_names(c: _Compiler, section: dict[str, Any], own: dict[str, A
     return tuple(sorted(table.items())), exclude
 
 
-def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsPlan | None:
+def _compile_filters(c: _Compiler, specs: Any) -> tuple[RowFilter, ...]:
+    filters = []
+    for index, spec in enumerate(specs):
+        where = f"filter[{index}]"
+        keep_listed = "in" in spec
+        source = ValueSource(where, c.references(spec["path"], where + ".path"),
+                             placeholders=c.placeholders)
+        values = frozenset(filter_text(v) for v in spec["in" if keep_listed else "not_in"])
+        filters.append(RowFilter(source, values, keep_listed))
+    return tuple(filters)
+
+
+def _compile_contents(c: _Compiler, section: dict[str, Any] | None, *, grouped: bool = False
+                      ) -> ContentsPlan | None:
     if not section:
         return None
+    if section.get("path") is None:
+        if not grouped:
+            c.problem("data.contents.path", "is required but missing",
+                      "write the path of the list of items, e.g. path: items (only with"
+                      " group_by may it be left out: then each row of the group is one item)")
+            return None
+        return _contents_fields(c, section, None)
     try:
         list_path = Path(section["path"].strip())
     except PathSyntaxError as exc:
@@ -571,12 +674,18 @@ def _compile_contents(c: _Compiler, section: dict[str, Any] | None) -> ContentsP
         c.problem("data.contents.path", f"the list path must not contain '{EACH}'",
                   "write the list itself, e.g. items (item fields then use items.X.id)")
         return None
+    return _contents_fields(c, section, list_path)
+
+
+def _contents_fields(c: _Compiler, section: dict[str, Any], list_path: Path | None
+                     ) -> ContentsPlan:
     fields_spec = section.get("fields") or {}
     c.check_currency_values(fields_spec.get("currency"), "data.contents.fields.currency")
     c.check_number_values(fields_spec.get("amount"), "data.contents.fields.amount")
     fields = tuple(
         (field, source) for field, spec in fields_spec.items()
-        if (source := c.item_source(spec, f"data.contents.fields.{field}", list_path.text))
+        if (source := c.item_source(spec, f"data.contents.fields.{field}",
+                                    list_path.text if list_path is not None else None))
         is not None)
     amount_spec = fields_spec.get("amount")
     unit = amount_spec.get("unit", MAJOR) if isinstance(amount_spec, dict) else MAJOR
@@ -587,8 +696,10 @@ def _compile_consent(c: _Compiler, spec: Any) -> ConsentPlan | None:
     if spec is None:
         return None
     if isinstance(spec, dict):
-        source = ValueSource("consent", c.references(spec["path"], "consent.path"))
+        source = ValueSource("consent", c.references(spec["path"], "consent.path"),
+                             placeholders=c.placeholders)
         granted = tuple(value.strip().lower() if isinstance(value, str) else value
                         for value in spec.get("granted", DEFAULT_CONSENT_VALUES))
         return ConsentPlan(source, granted)
-    return ConsentPlan(ValueSource("consent", c.references(spec, "consent")))
+    return ConsentPlan(ValueSource("consent", c.references(spec, "consent"),
+                                   placeholders=c.placeholders))

@@ -24,13 +24,21 @@ FIELD_FIX = ("write a path (user.email), fallbacks ('a | b' or a list of paths),
 SCALAR_TYPES = ["string", "number", "boolean"]
 _WORDS = {"string": "text", "number": "number", "integer": "integer", "boolean": "true/false"}
 
+# The mappings shipped in the package (transforms/presets/<name>.yaml), by the name
+# `--mapping NAME` and `extends: NAME` take; rudderstack's warehouse tables are Segment's.
+PRESET_FILES = {"ga4": "ga4.yaml", "segment": "segment.yaml", "rudderstack": "segment.yaml",
+                "snowplow": "snowplow.yaml", "shopify": "shopify.yaml"}
+PLACEHOLDERS = {"type": "array", "items": {"type": "string"},
+                "x-fix": "list the texts that mean 'no value', e.g. ['(not set)', 'null']"}
+
 # Members `data.custom` may not use: they are set by the mapper from data.* fields.
 RESERVED_DATA_MEMBERS = ("type", "amount", "currency", "contents", "plan_id")
 
 
 def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | None = None,
                values: list[Any] | None = None, allow_default: bool = True,
-               options: dict[str, Any] | None = None) -> dict[str, Any]:
+               allow_query: bool = True, options: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """A field: path text, a list of fallbacks, or {path|constant, default, unit}; null = unmapped.
 
     `options`: further keys this one field's object form takes (source_url's keep_query).
@@ -50,6 +58,10 @@ def field_spec(units: tuple[str, ...] | None = None, value_types: list[str] | No
     }
     if allow_default:
         properties["default"] = scalar
+    properties["placeholders"] = PLACEHOLDERS
+    if allow_query:
+        properties["query"] = {"type": "string", "minLength": 1,
+                               "x-fix": "the name of a URL query parameter, e.g. oppref"}
     if units:
         properties["unit"] = {"enum": list(units), "x-fix": "use one of: " + ", ".join(units)}
     properties.update(options or {})
@@ -101,24 +113,28 @@ EVENT_NAMES_SECTION = _section({
                 "x-fix": "list source event names or CAPI types to skip, e.g. [heartbeat]"},
 }, "event_names holds: replace, types, exclude")
 
+def _item_field(**kwargs: Any) -> dict[str, Any]:
+    return field_spec(allow_query=False, **kwargs)
+
+
 CONTENTS_SECTION = {
     "type": ["object", "null"],
     "properties": {
         "path": {"type": "string", "minLength": 1,
-                 "x-fix": "the path of the list of items, e.g. items"},
+                 "x-fix": "the path of the list of items, e.g. items (leave it out with"
+                          " group_by: each row of the group is one item)"},
         "fields": _section({
-            "id": field_spec(value_types=["string"]),
-            "group_id": field_spec(value_types=["string"]),
-            "name": field_spec(value_types=["string"]),
-            "content_type": field_spec(value_types=["string"]),
-            "amount": field_spec(units=MONEY_UNITS, value_types=["number"]),
-            "quantity": field_spec(value_types=["integer"]),
-            "currency": field_spec(value_types=["string"]),
-            "variant_dict": field_spec(value_types=["string"]),
+            "id": _item_field(value_types=["string"]),
+            "group_id": _item_field(value_types=["string"]),
+            "name": _item_field(value_types=["string"]),
+            "content_type": _item_field(value_types=["string"]),
+            "amount": _item_field(units=MONEY_UNITS, value_types=["number"]),
+            "quantity": _item_field(value_types=["integer"]),
+            "currency": _item_field(value_types=["string"]),
+            "variant_dict": _item_field(value_types=["string"]),
         }, "contents fields are: id, group_id, name, content_type, amount, quantity, currency,"
            " variant_dict"),
     },
-    "required": ["path"],
     "additionalProperties": False,
     "x-fix": "write contents: {path: items, fields: {id: items.X.id, ...}}",
 }
@@ -163,14 +179,38 @@ CONSENT_SECTION = {
     "x-fix": "write consent: some.column, or {path: some.column, granted: [true, 'yes']}",
 }
 
+FILTER_SECTION = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "minLength": 1, "x-fix": "the column to test"},
+            "in": {"type": "array", "minItems": 1, "items": {"type": SCALAR_TYPES},
+                   "x-fix": "list the values to keep, e.g. [paid, partially_refunded]"},
+            "not_in": {"type": "array", "minItems": 1, "items": {"type": SCALAR_TYPES},
+                       "x-fix": "list the values to skip, e.g. [test]"},
+        },
+        "required": ["path"],
+        "oneOf": [{"required": ["in"]}, {"required": ["not_in"]}],
+        "additionalProperties": False,
+        "x-message": "a filter needs exactly one of 'in' or 'not_in'",
+        "x-fix": "write {path: financial_status, in: [paid, partially_refunded]}",
+    },
+    "x-fix": "filter: a list of {path: column, in: [values]} or {path: column, not_in: [...]}",
+}
+
 MAPPING_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "properties": {
         "version": {"enum": [1], "x-fix": "write version: 1"},
-        "extends": {"enum": ["default", None],
-                    "x-fix": "write extends: default to start from the default mapping,"
-                             " or leave the key out"},
+        "extends": {"enum": ["default", *PRESET_FILES, None],
+                    "x-fix": "write extends: default (or a preset: " + ", ".join(PRESET_FILES)
+                             + ") to start from it, or leave the key out"},
+        "placeholders": PLACEHOLDERS,
+        "filter": FILTER_SECTION,
+        "group_by": {"type": "string", "minLength": 1,
+                     "x-fix": "the column whose rows make one event, e.g. Name (an order)"},
         "event": EVENT_SECTION,
         "event_names": EVENT_NAMES_SECTION,
         "data": DATA_SECTION,
@@ -179,7 +219,7 @@ MAPPING_SCHEMA: dict[str, Any] = {
         "pixel_id": field_spec(value_types=["string"]),
     },
     "additionalProperties": False,
-    "if": {"not": {"required": ["extends"], "properties": {"extends": {"const": "default"}}}},
+    "if": {"not": {"required": ["extends"]}},
     "then": {
         "required": ["event"],
         "properties": {"event": {
@@ -189,8 +229,8 @@ MAPPING_SCHEMA: dict[str, Any] = {
                      " or write extends: default"}},
         "x-fix": "add an event section with id and type, or write extends: default",
     },
-    "x-fix": "top-level keys are: version, extends, event, event_names, data, user, consent,"
-             " pixel_id",
+    "x-fix": "top-level keys are: version, extends, placeholders, filter, group_by, event,"
+             " event_names, data, user, consent, pixel_id",
 }
 
 

@@ -15,6 +15,9 @@ Dataflow UI has one spelling. This module imports nothing from Beam (it is a lis
     suspicious_2xx_bodies        2xx answers whose body was not JSON (a proxy's or captive
                                  portal's page?): counted as accepted, warned about
     mapper.<name>                what the mapper left out or defaulted (timestamp_defaulted)
+    sent.<type>[.<identifier>]   sent events per event type, and those carrying each identifier
+                                 (email, phone, oppref, ...: transforms/coverage.py)
+    filled.<CAPI field>          sent events carrying the field (filled.data.amount, ...)
     source_files, source_rows_read, source_rows_unreadable    what the file/SQL sources read
 """
 from __future__ import annotations
@@ -34,6 +37,8 @@ DEAD_LETTERED_PREFIX = "dead_lettered."
 SKIPPED_PREFIX = "skipped."
 HTTP_PREFIX = "http_"
 MAPPER_PREFIX = "mapper."
+SENT_PREFIX = "sent."
+FILLED_PREFIX = "filled."
 
 
 def dead_lettered(reason: str) -> str:

@@ -106,7 +106,11 @@ _ASCII_NAME_DROP = str.maketrans("", "", string.punctuation + string.whitespace)
 
 
 def normalize_name(value: Any) -> str | None:
-    """trim, NFC, lower-case, no whitespace, punctuation or symbols ('Mary-Jane' -> 'maryjane')."""
+    """The published rule: lower-case, no whitespace, no ASCII punctuation; every non-ASCII
+    character is kept ('Mary-Jane' -> 'maryjane', 'D\u2019Angelo' with a typographic apostrophe
+    -> 'd\u2019angelo', 'Anne\u2013Marie' with an en dash -> 'anne\u2013marie'); NFC, so a
+    decomposed 'Zoe\u0308' hashes like 'Zo\u00eb'. Whitespace is any Unicode whitespace (a
+    no-break space copied from a web page is still a space)."""
     text = as_text(value)
     return None if text is None else _cached(_normalize_name_text, text)
 
@@ -116,16 +120,11 @@ def _normalize_name_text(text: str) -> str | None:
     if text.isascii():
         result = text.lower().translate(_ASCII_NAME_DROP)
     else:
-        lowered = _nfc_lower(text)
-        kept = "".join(ch for ch in lowered if not _is_space_or_punctuation(ch))
-        # removing a mark's neighbour can leave a composable pair: 'e.\u0301' -> 'é'
+        # str.split() splits on every Unicode whitespace character
+        kept = "".join(_nfc_lower(text).translate(_ASCII_NAME_DROP).split())
+        # removing a mark's neighbour can leave a composable pair: 'e.\u0301' -> '\u00e9'
         result = unicodedata.normalize("NFC", kept)
     return result or None
-
-
-def _is_space_or_punctuation(ch: str) -> bool:
-    # Punctuation (P*) and symbols (S*): the same set as ASCII's string.punctuation.
-    return ch.isspace() or unicodedata.category(ch)[0] in "PSZ"
 
 
 def normalize_city(value: Any) -> str | None:
@@ -279,6 +278,26 @@ def normalize_opaque(value: Any) -> str | None:
 
 normalize_user_agent = normalize_opaque
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def normalize_android_advertising_id(value: Any) -> str | None:
+    """The Google Advertising ID: a UUID in lower-case canonical 8-4-4-4-12 form
+    ('38400000-8CF0-11BD-B23E-10B96E40000D' -> '38400000-8cf0-11bd-b23e-10b96e40000d').
+
+    The all-zero id (the user limited ad tracking) and anything that is not a UUID written with
+    its hyphens are left out; an IDFA is a UUID too and cannot be told apart, so map only
+    Android devices' ids here.
+    """
+    text = as_text(value)
+    if text is None:
+        return None
+    text = text.strip().lower()
+    if _UUID.fullmatch(text) is None or text == _ZERO_UUID:
+        return None
+    return text
+
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
                    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
 
@@ -299,16 +318,53 @@ def normalize_ip_address(value: Any) -> str | None:
 
 # --- phone numbers ------------------------------------------------------------------------------
 
+# The published rule: the hashed value is the country calling code and the number, 8-15 digits.
+MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15
+
+
 def normalize_phone(value: Any, region: str | None = None) -> str | None:
-    """E.164 digits without '+': '+1 (415) 555-0100' -> '14155550100'; '020 7946 0018' in GB ->
-    '442079460018'. `region` (ISO alpha-2) is used for numbers without an international prefix;
-    without it such numbers are left out, as are numbers that are not possible numbers."""
+    """E.164 digits without '+', 8-15 of them: '+1 (415) 555-0100' -> '14155550100';
+    '020 7946 0018' in GB -> '442079460018'; '0044 20 7946 0958' -> '442079460958'.
+
+    `region` (ISO alpha-2) is used for numbers without an international prefix; without it such
+    numbers are left out, as are numbers that are not possible numbers and results outside
+    8-15 digits ('+683 4002', Niue, is 7: left out). A leading '00' is the international prefix
+    of most of the world and is read as '+' wherever the region's own prefix does not match it
+    (the published rule strips leading zeros), so '0044 ...' means +44 with no region or in US.
+    """
     text = as_text(value)
     if text is None:
         return None
     text = text.strip()
     if not text:
         return None
+    digits = _phone_digits(_international_zeros(text, region), region)
+    if digits is None or not MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS:
+        return None
+    return digits
+
+
+def _international_zeros(text: str, region: str | None) -> str:
+    """'0044 20 7946 0958' -> '+44 20 7946 0958' unless `region` dials out with a prefix that
+    matches it (AU's '0011 44 ...' is left to phonenumbers, which knows AU's prefixes)."""
+    if not text.startswith("00"):
+        return text
+    idd = _international_prefix(region) if region else None
+    if idd is not None and idd.match(text.translate(_PHONE_SEPARATORS)):
+        return text
+    return "+" + text[2:]
+
+
+@functools.cache
+def _international_prefix(region: str) -> re.Pattern | None:
+    """The compiled pattern of the prefix `region` dials abroad with ('00', US '011')."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper(), None)
+    prefix = metadata.international_prefix if metadata is not None else None
+    return re.compile(prefix) if prefix else None
+
+
+def _phone_digits(text: str, region: str | None) -> str | None:
+    """E.164 digits by the fast path when it applies, else by phonenumbers (the reference)."""
     if _FAST_PHONE_AVAILABLE and _CLEAN_PHONE.fullmatch(text):
         digits = text.translate(_PHONE_SEPARATORS)
         plus = digits.startswith("+")
@@ -324,9 +380,15 @@ def _phonenumbers_digits(text: str, region: str | None) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if _zero_padded(number) or not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _zero_padded(number: phonenumbers.PhoneNumber) -> bool:
+    """'0000001' in DE parses as +49 1 with five leading zeros: no one's number, and its E.164
+    digits read back differently. Real numbers keep at most one leading zero (Italy's +39 06...)."""
+    return number.national_number == 0 or (number.number_of_leading_zeros or 1) > 1
 
 
 # Fast path. Only for strings of ASCII digits and the separators ' ().-' with an optional leading
@@ -403,8 +465,10 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
         if plan is None:
             return None if region is None else _SLOW
         metadata, idd = plan
-        if idd is not None and idd.match(digits):
-            return _SLOW   # dialled with an international prefix (00 44 ...)
+        dialled = idd.match(digits) if idd is not None else None
+        if dialled:   # the region's international prefix (00 44 ..., AU 0011 44 ...): as '+'
+            rest = digits[dialled.end():]   # (a rest starting with 0 goes the reference way)
+            return _fast_phone_digits(rest, True, None) if rest else _SLOW
         country_code = metadata.country_code
         national = digits
         # phonenumbers' _maybe_extract_country_code: a national number may start with the
@@ -424,8 +488,9 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
     _, potential, _ = _strip_national_prefix(national, metadata)
     if _length_result(potential, metadata) not in _KEEP_UNSTRIPPED:
         national = potential
-    if not _MIN_NSN <= len(national) <= _MAX_NSN:
-        return _SLOW
+    if not _MIN_NSN <= len(national) <= _MAX_NSN or national.startswith("00") \
+            or not national.strip("0"):
+        return _SLOW    # zero-padded (JP '00 1 809...'): the reference leaves it out (_zero_padded)
     if _length_result(national, _metadata_for_calling_code(country_code)) not in _POSSIBLE:
         return None
     return f"{country_code}{national}"

@@ -33,5 +33,7 @@ DEAD_LETTER_REASONS = (
 EXCLUDED_EVENT = "excluded_event"   # the mapping's `exclude` list names this event
 NO_CONSENT = "no_consent"           # the mapping's consent column is not truthy
 DUPLICATE = "duplicate"             # same dedup key (events.dedup_key) already in the request / the run
+FILTERED_OUT = "filtered_out"       # the mapping's `filter` does not keep this row
+GROUPED = "grouped_into_event"      # group_by: a row merged into its group's one event
 
-SKIP_REASONS = (EXCLUDED_EVENT, NO_CONSENT, DUPLICATE)
+SKIP_REASONS = (EXCLUDED_EVENT, NO_CONSENT, DUPLICATE, FILTERED_OUT, GROUPED)

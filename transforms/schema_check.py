@@ -126,8 +126,8 @@ def _bigquery_column(field: Any) -> Column:
 # --- what a plan reads -------------------------------------------------------------------------
 
 def _alternatives(source: ValueSource) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(p.text for p in ref.paths) if isinstance(ref, Template) else (ref.text,)
-                 for ref in source.refs)
+    return tuple(tuple(p.schema_text for p in ref.paths) if isinstance(ref, Template)
+                 else (ref.schema_text,) for ref in source.refs)
 
 
 def planned_paths(plan: Any, default_plan: Any = None) -> tuple[FieldPaths, ...]:
@@ -143,8 +143,8 @@ def planned_paths(plan: Any, default_plan: Any = None) -> tuple[FieldPaths, ...]
         if getattr(source, "has_constant", False):
             continue
         if item_list is not None:
-            alternatives = tuple(((f"{item_list}.{EACH}.{path.text}" if reads_item
-                                   else path.text),) for reads_item, path in source.refs)
+            alternatives = tuple(((f"{item_list}.{EACH}.{path.schema_text}" if reads_item
+                                   else path.schema_text),) for reads_item, path in source.refs)
         else:
             alternatives = _alternatives(source)
         if alternatives:
@@ -165,7 +165,7 @@ def _sources(plan: Any) -> Iterator[tuple[str, Any, str | None]]:
                 for pair in value):                                         # user/custom fields
             for _, source in value:
                 yield source.name, source, None
-        elif hasattr(value, "path") and isinstance(getattr(value, "path"), Path):   # contents
+        elif hasattr(value, "path") and isinstance(value.path, Path):   # contents
             yield "data.contents.path", ValueSource("data.contents.path", (value.path,)), None
             for _, item_source in value.fields:
                 yield item_source.name, item_source, value.path.text

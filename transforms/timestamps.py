@@ -2,16 +2,18 @@
 
 Accepted: Python/Arrow datetimes (naive = UTC), dates (midnight UTC), ISO-8601 strings with or
 without an offset ('2026-09-10T12:00:00Z', '2026-09-10 12:00:00+02:00', '2026-09-10'), and epoch
-numbers or numeric strings (milliseconds unless the mapping declares `unit: s`). With `unit: iso`
-only datetimes and ISO strings are accepted. Anything else raises InvalidValueError
-(invalid_timestamp). The 7-day / 10-minute window is the validator's job, not this module's.
+numbers or numeric strings (milliseconds unless the mapping declares `unit: s`, `us` or `ns`;
+GA4's `event_timestamp` is microseconds). With `unit: iso` only datetimes and ISO strings are
+accepted. Anything else raises InvalidValueError (invalid_timestamp); an epoch number out of
+range names the unit its size suggests (`looks_like_unit`). The 7-day / 10-minute window is
+the validator's job, not this module's.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from transforms import reasons
@@ -19,8 +21,14 @@ from transforms.errors import InvalidValueError
 
 MILLISECONDS = "ms"
 SECONDS = "s"
+MICROSECONDS = "us"
+NANOSECONDS = "ns"
 ISO = "iso"
-TIMESTAMP_UNITS = (MILLISECONDS, SECONDS, ISO)
+TIMESTAMP_UNITS = (MILLISECONDS, SECONDS, MICROSECONDS, NANOSECONDS, ISO)
+# Decimal exponent from the unit to milliseconds: 1 s = 10**3 ms, 1 us = 10**-3 ms.
+_TO_MS_EXPONENT = {SECONDS: 3, MILLISECONDS: 0, MICROSECONDS: -3, NANOSECONDS: -6}
+_UNIT_WORDS = {SECONDS: "seconds", MILLISECONDS: "milliseconds", MICROSECONDS: "microseconds",
+               NANOSECONDS: "nanoseconds"}
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _ONE_MS = dt.timedelta(milliseconds=1)
@@ -41,25 +49,52 @@ def datetime_to_ms(value: dt.datetime) -> int:
     return (value - _EPOCH) // _ONE_MS
 
 
-def _number_to_ms(number: Decimal, unit: str, field: str) -> int:
-    if unit == SECONDS:
-        number = number.scaleb(3)
+def looks_like_unit(number: Any, unit: str) -> str | None:
+    """The unit an epoch number's size suggests when it is not `unit`: 1.7e15 -> 'us'.
+
+    Today is ~1.7e9 s = 1.7e12 ms = 1.7e15 us = 1.7e18 ns; the boundaries sit halfway (in
+    digits) between those, so any date from 1973 to 2286 is placed right."""
     try:
-        ms = int(number.quantize(_ONE, rounding=ROUND_HALF_UP))
+        magnitude = abs(Decimal(number))
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    if not magnitude.is_finite() or not 10 ** 8 <= magnitude < 10 ** 20:
+        return None
+    guess = (SECONDS if magnitude < 10 ** 11 else MILLISECONDS if magnitude < 10 ** 14
+             else MICROSECONDS if magnitude < 10 ** 17 else NANOSECONDS)
+    return guess if guess != unit and unit in _TO_MS_EXPONENT else None
+
+
+def out_of_range_detail(number: Any, unit: str) -> str:
+    guess = looks_like_unit(number, unit)
+    if guess is None:
+        return "epoch number out of range"
+    return (f"epoch number out of range; it looks like epoch {_UNIT_WORDS[guess]}:"
+            f" declare unit: {guess}")
+
+
+def _number_to_ms(number: Decimal, unit: str, field: str) -> int:
+    exponent = _TO_MS_EXPONENT.get(unit, 0)
+    if exponent:
+        number = number.scaleb(exponent)
+    try:
+        ms = int(number.quantize(_ONE, rounding=ROUND_HALF_UP if exponent >= 0 else ROUND_FLOOR))
     except InvalidOperation:
-        raise _invalid(field, "epoch number out of range") from None
+        raise _invalid(field, out_of_range_detail(number.scaleb(-exponent), unit)) from None
     if abs(ms) > _MAX_ABS_MS:
-        raise _invalid(field, "epoch number out of range")
+        raise _invalid(field, out_of_range_detail(number.scaleb(-exponent), unit))
     return ms
 
 
 def to_epoch_ms(value: Any, unit: str = MILLISECONDS, field: str = "timestamp_ms") -> int:
-    """1757505600000 -> same; '2025-09-10T12:00:00Z' -> 1757505600000; unit 's': 1757505600 -> ...000."""
+    """1757505600000 -> same; '2025-09-10T12:00:00Z' -> 1757505600000; unit 's': 1757505600 ->
+    ...000; unit 'us': 1757505600123456 -> 1757505600123 (sub-millisecond digits dropped)."""
     kind = type(value)
     if kind is int and unit != ISO:
-        ms = value * 1000 if unit == SECONDS else value
+        exponent = _TO_MS_EXPONENT[unit]
+        ms = value * 10 ** exponent if exponent >= 0 else value // 10 ** -exponent  # floor
         if abs(ms) > _MAX_ABS_MS:
-            raise _invalid(field, "epoch number out of range")
+            raise _invalid(field, out_of_range_detail(value, unit))
         return ms
     if isinstance(value, dt.datetime):
         return datetime_to_ms(value)

@@ -27,7 +27,8 @@ from transforms.paths import ValueSource
 MAX_LIST_VALUES = 3
 
 LOGICAL_FIELDS = ("email", "phone", "external_id", "first_name", "last_name", "country", "city",
-                  "region", "postal_code", "obref", "ip_address", "user_agent")
+                  "region", "postal_code", "obref", "android_advertising_id", "ip_address",
+                  "user_agent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +53,14 @@ OPENAI_PROFILE = (
     WireField("region", "regions", True, "city", False),
     WireField("postal_code", "postal_codes", True, "postal_code", False),
     WireField("obref", "obref", False, "opaque", False),
+    WireField("android_advertising_id", "android_advertising_id", False,
+              "android_advertising_id", False),
     WireField("ip_address", "ip_address", False, "ip_address", False),
     WireField("user_agent", "user_agent", False, "opaque", False),
 )
 
-# Seed 001's destination ("scalar" user object); it has no obref.
+# Seed 001's destination ("scalar" user object); it has no obref and no android_advertising_id:
+# a mapping that maps them with this profile sends neither.
 SCALAR_PROFILE = (
     WireField("email", "email_sha256", False, "email", True),
     WireField("phone", "phone_number_sha256", False, "phone", True),
@@ -97,6 +101,7 @@ NORMALIZATIONS: dict[str, Callable[..., str | None]] = {
     "postal_code": n.normalize_postal_code, "letters": n.normalize_city_letters,
     "us_state_letters": _us_state_letters, "zip_letters": _zip_letters,
     "opaque": n.normalize_opaque, "ip_address": n.normalize_ip_address,
+    "android_advertising_id": n.normalize_android_advertising_id,
 }
 NEEDS_ROW_CONTEXT = frozenset({"phone", "us_state_letters", "zip_letters"})
 

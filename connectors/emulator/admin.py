@@ -2,7 +2,7 @@
 
 GET /_emulator/events[?pid=..], GET /_emulator/stats, GET /_emulator/requests,
 GET /_emulator/health, POST /_emulator/faults {"kind", "count", "rate", "retry_after",
-"latency_s", "seed"}, POST /_emulator/reject {"ids": [...], "message": ..},
+"latency_s", "seed"}, POST /_emulator/reject {"ids": [...], "message": .., "status": 400 | 422},
 POST /_emulator/latency {"seconds": ..}, POST /_emulator/reset.
 """
 from __future__ import annotations
@@ -50,8 +50,8 @@ def handle_admin(emulator: Emulator, method: str, path: str, query: str, body: b
             return _OK
         if method == "POST" and action == "reject":
             emulator.reject_event_ids([str(i) for i in params.get("ids", [])],
-                                      **({"message": params["message"]}
-                                         if "message" in params else {}))
+                                      **{key: params[key] for key in ("message", "status")
+                                         if key in params})
             return _OK
         if method == "POST" and action == "latency":
             emulator.set_latency(float(params.get("seconds", 0.0)))

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 NO_RESPONSE = 0  # request_log / by_status status for a connection closed without an answer
+REJECTION_STATUSES = frozenset({400, 422})
 
 # The recorded events' key (rules.dedup_key): (pixel, type, lower-cased custom_event_name of a
 # custom event or None, id), which is the API's (pixel, event name, id).
@@ -147,12 +148,16 @@ class Emulator:
             self._faults.clear()
             self._rejected_ids = frozenset()
 
-    def reject_event_ids(self, ids: Iterable[str],
-                         message: str = "Event rejected by the API") -> None:
-        """Refuse batches holding these event ids (400) although the events pass the rules."""
+    def reject_event_ids(self, ids: Iterable[str], message: str = "Event rejected by the API",
+                         status: int = 400) -> None:
+        """Refuse batches holding these event ids although the events pass the rules, with
+        `status` 400 or 422 (an API may answer either for an invalid event)."""
+        if status not in REJECTION_STATUSES:
+            raise ValueError(f"rejection status must be one of {sorted(REJECTION_STATUSES)}")
         with self._lock:
             self._rejected_ids = frozenset(ids) | self._rejected_ids
             self._reject_message = message
+            self._reject_status = status
 
     def set_latency(self, seconds: float) -> None:
         """Delay every answer to POST /v1/events by `seconds`."""
@@ -184,6 +189,7 @@ class Emulator:
         self._faults: list[Fault] = []
         self._rejected_ids: frozenset[str] = frozenset()
         self._reject_message = ""
+        self._reject_status = 400
         self._stats: Counter[str] = Counter(
             requests=0, events_received=0, events_validated=0, duplicates=0, dropped=0,
             lost_responses=0, max_concurrent_requests=0)
@@ -292,7 +298,7 @@ class Emulator:
         return None
 
     def _rejection(self, index: int) -> Response:
-        return error(400, f"events[{index}]: rejected: {self._reject_message}",
+        return error(self._reject_status, f"events[{index}]: rejected: {self._reject_message}",
                      index=index, reason="rejected")
 
     def _record(self, pixel_id: str, events: list) -> None:

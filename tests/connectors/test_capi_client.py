@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import email.utils
+import http.server
+import json
 import logging
 import math
 import pickle
@@ -17,11 +19,11 @@ from connectors.capi_client import (
     CapiClient,
     InsecureEndpointError,
     RetryPolicy,
-    check_endpoint,
     default_user_agent,
     parse_retry_after,
 )
 from connectors.emulator import Emulator
+from connectors.endpoint import parse_endpoint
 from transforms import reasons
 from transforms.errors import CapiSyncError, ConfigError
 from transforms.events import MAX_AGE_MS
@@ -297,6 +299,19 @@ def test_poison_events_are_isolated_within_the_request_bound(emulator, client, p
     assert extra_requests <= 2 * poison_count * math.ceil(math.log2(1000))
 
 
+@pytest.mark.parametrize("status", [400, 422])
+def test_422_is_split_like_400(emulator, client, status):
+    events = make_events(8)
+    emulator.reject_event_ids({"evt-5"}, message="unprocessable", status=status)
+
+    outcomes = client.deliver(events)
+
+    assert [(o.event["id"], o.reason) for o in outcomes if not o.accepted] == [
+        ("evt-5", reasons.REJECTED_BY_API)]
+    assert sorted(recorded_ids(emulator)) == sorted(f"evt-{n}" for n in range(8) if n != 5)
+    assert emulator.stats["by_status"][status] >= 2   # the batch, then the half holding evt-5
+
+
 def test_event_the_api_finds_invalid_carries_the_api_message(emulator, client):
     events = [make_event(1), make_event(2, data={"type": "contents", "amount": 5})]
 
@@ -306,6 +321,67 @@ def test_event_the_api_finds_invalid_carries_the_api_message(emulator, client):
     assert (outcomes[1].reason, outcomes[1].detail) == (
         reasons.REJECTED_BY_API,
         "events[0]: missing_currency: data.currency is required when data.amount is set")
+
+
+class _Unprocessable422Handler(http.server.BaseHTTPRequestHandler):
+    """Answers 422 to a request carrying an event whose id starts with 'bad', else 200; keeps
+    the ids of every request it recorded (a 422 records nothing, like a 400)."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ids = [event["id"] for event in body["events"]]
+        bad = [index for index, event_id in enumerate(ids) if event_id.startswith("bad")]
+        if bad:
+            status, answer = 422, {"error": {"message": f"events[{bad[0]}]: unprocessable"}}
+        else:
+            status, answer = 200, {}
+            self.server.recorded.extend(ids)
+        self.server.statuses.append(status)
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args):  # noqa: A002 - base signature
+        pass
+
+
+@pytest.fixture
+def unprocessable_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unprocessable422Handler)
+    server.timeout = 5
+    server.recorded, server.statuses = [], []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_422_is_treated_like_400_split_until_the_bad_event_is_alone(unprocessable_server):
+    endpoint = f"http://127.0.0.1:{unprocessable_server.server_address[1]}/v1/events"
+    client = CapiClient(endpoint, PIXEL, KEY, retry=FAST_RETRY, read_timeout_s=5.0)
+    events = make_events(8)
+    events[5]["id"] = "bad-5"
+    try:
+        outcomes = client.deliver(events)
+    finally:
+        client.close()
+
+    assert [(o.event["id"], o.accepted, o.reason) for o in outcomes if not o.accepted] == [
+        ("bad-5", False, reasons.REJECTED_BY_API)]
+    assert [o.detail for o in outcomes if not o.accepted] == ["events[0]: unprocessable"]
+    assert sorted(unprocessable_server.recorded) == sorted(
+        e["id"] for e in events if e["id"] != "bad-5")
+    # 8 -> 4+4 -> the bad half 2+2 -> the bad pair 1+1: four 422s, never retried as transient
+    assert unprocessable_server.statuses.count(422) == 4
+    assert (client.stats["retries"], client.stats["status_422"]) == (0, 4)
 
 
 def test_body_too_large_is_split_until_it_fits():
@@ -413,7 +489,7 @@ def test_key_with_whitespace_is_refused_without_echoing_it(emulator, bad_key):
     "http://127.9.9.9/v1/events", "http://localhost:8080/v1/events", "http://[::1]:9/v1/events",
 ])
 def test_accepted_endpoints(endpoint):
-    check_endpoint(endpoint)
+    parse_endpoint(endpoint)
 
 
 @pytest.mark.parametrize("endpoint", [
@@ -429,7 +505,7 @@ def test_plain_http_to_a_remote_host_is_refused(endpoint):
                                       "https:///v1/events"])
 def test_endpoint_that_is_not_a_url_is_refused(endpoint):
     with pytest.raises(ConfigError, match="is not an http"):
-        check_endpoint(endpoint)
+        parse_endpoint(endpoint)
 
 
 # -- the timestamp window, re-checked before each request -------------------------------------

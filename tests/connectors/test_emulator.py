@@ -208,6 +208,12 @@ def test_envelope_errors_are_400(emulator, body, message):
     assert emulator.recorded_events() == []
 
 
+def test_integration_source_is_trimmed_before_its_pattern_is_checked(emulator):
+    response = post(emulator, {"events": [make_event()], "integration_source": " capi-sync "})
+
+    assert response.status_code == 200
+
+
 def test_body_that_is_not_json_is_400(emulator):
     response = requests.post(emulator.url, params={"pid": EMULATOR_PIXEL_ID}, data=b"{nope",
                              headers={"Authorization": f"Bearer {EMULATOR_API_KEY}"},
@@ -282,6 +288,18 @@ def test_rejected_event_ids_fail_the_batch_although_valid(emulator):
                                          "index": 1, "reason": "rejected"}}
     assert accepted.status_code == 200
     assert [event["id"] for event in emulator.recorded_events()] == ["order_1", "order_3"]
+
+
+def test_rejections_can_answer_422(emulator):
+    emulator.reject_event_ids(["order_2"], message="Unprocessable", status=422)
+
+    response = post_events(emulator, [make_event("order_1"), make_event("order_2")])
+
+    assert (response.status_code, error_message(response)) == (
+        422, "events[1]: rejected: Unprocessable")
+    assert emulator.recorded_events() == []
+    with pytest.raises(ValueError, match="rejection status must be one of"):
+        emulator.reject_event_ids(["order_3"], status=500)
 
 
 # ----- faults ----------------------------------------------------------------------------------
@@ -531,6 +549,9 @@ def test_admin_endpoints(emulator):
                            timeout=TIMEOUT)
     rejected = post_events(emulator, [event])
     bad_fault = requests.post(admin + "faults", json={"kind": "boom"}, timeout=TIMEOUT)
+    reject_422 = requests.post(admin + "reject", json={"ids": ["order_1"], "status": 422},
+                               timeout=TIMEOUT)
+    rejected_422 = post_events(emulator, [event])
     reset = requests.post(admin + "reset", timeout=TIMEOUT)
 
     assert events == [event]
@@ -540,6 +561,7 @@ def test_admin_endpoints(emulator):
     assert fault.status_code == 200 and faulted.status_code == 503
     assert reject.status_code == 200 and error_message(rejected) == "events[0]: rejected: no"
     assert bad_fault.status_code == 400
+    assert reject_422.status_code == 200 and rejected_422.status_code == 422
     assert reset.status_code == 200 and emulator.recorded_events() == []
 
 

@@ -345,17 +345,26 @@ def test_chunk_builder_hands_out_full_chunks_then_the_rest() -> None:
     assert builder.flush() is None
 
 
-@pytest.mark.parametrize("patterns, file_format, reads_text", [
-    (["exports/*.parquet"], "auto", False),
-    (["a/*.parquet", "b/part-*.PQ"], "auto", False),
-    (["exports/*"], "parquet", False),
-    (["exports/*.parquet", "extra/*.jsonl.gz"], "auto", True),
-    (["exports/*"], "auto", True),                   # the extension says nothing: any format
-    (["exports/*.parquet"], "csv", True),
-])
-def test_reads_text_only_when_a_text_file_can_match(patterns, file_format, reads_text):
-    """Only JSONL/CSV files have unreadable rows; the pipeline skips an always-empty writer."""
-    assert ReadFiles(patterns, file_format=file_format).reads_text is reads_text
+def test_a_corrupt_empty_or_unknown_file_in_a_glob_is_one_dead_letter_naming_it(tmp_path: Path) -> None:
+    good = write_parquet(tmp_path / "part-0.parquet", [order_row(1)], ORDER_SCHEMA)
+    (tmp_path / "part-1.parquet").write_bytes(b"")
+    (tmp_path / "part-2.parquet").write_bytes(b"this is not a parquet file at all")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    empty, garbage, notes = (str(tmp_path / name) for name in ("part-1.parquet", "part-2.parquet",
+                                                               "notes.txt"))
+    run_read(ReadFiles([str(tmp_path / "*")]), [chunk(str(good), [(1, as_read(order_row(1)))])], [
+        unreadable(f"{empty} is not a readable Parquet file (ArrowInvalid: Parquet file size is 0 "
+                   "bytes); none of its rows were read. Export it again, or remove it from the "
+                   "input.", empty),
+        unreadable(f"{garbage} is not a readable Parquet file (ArrowInvalid: Parquet magic bytes "
+                   "not found in footer. Either the file is corrupted or this is not a parquet "
+                   "file.); none of its rows were read. Export it again, or remove it from the "
+                   "input.", garbage),
+        unreadable(f"Cannot tell the format of {notes} from its extension (expected .parquet/.pq, "
+                   ".jsonl/.ndjson/.json or .csv, optionally compressed like .jsonl.gz); pass the "
+                   "format explicitly (--input-format parquet|jsonl|csv). None of its rows were "
+                   "read.", notes),
+    ])
 
 
 def test_a_local_parquet_file_is_opened_by_pyarrow_and_text_through_beam(tmp_path: Path) -> None:
@@ -369,3 +378,46 @@ def test_a_local_parquet_file_is_opened_by_pyarrow_and_text_through_beam(tmp_pat
         assert pq.ParquetFile(handle).metadata.num_rows == 1
     with open_file(str(text), CSV) as handle:
         assert not isinstance(handle, pa.NativeFile) and handle.read() == b"a,b\n1,2\n"
+
+
+def csv_with_bad_quote(bad_record: int, bad_line: bytes, records: int = 100) -> bytes:
+    lines = [b"id,email,value"] + [f"r{n},u{n}@example.com,{n}".encode() for n in range(1, records + 1)]
+    lines[bad_record] = bad_line
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("bad_line", [
+    b'r5,u5@example.com,"5',        # the quote opens the last field and never closes
+    b'r5,"u5@example.com,5',        # ... a middle field
+])
+def test_an_unbalanced_quote_hides_no_line_every_line_of_its_span_is_a_dead_letter(
+        tmp_path: Path, bad_line: bytes) -> None:
+    path = tmp_path / "events.csv"
+    path.write_bytes(csv_with_bad_quote(5, bad_line))
+    items = list(read_csv(path.open("rb"), str(path)))
+    rows = [item for item in items if not isinstance(item, DeadLetter)]
+    dead = [item for item in items if isinstance(item, DeadLetter)]
+    assert [source for _, source in rows] == [f"{path}#row={n}" for n in range(1, 5)]
+    assert len(rows) + len(dead) == 100                         # the data lines a user counts
+    assert [letter.source for letter in dead] == [f"{path}#row={n}" for n in range(5, 101)]
+    assert {letter.reason for letter in dead} == {MAPPING_ERROR}
+    assert dead[0].detail == (
+        f"line 6 of {path} is one of lines 6-101, read as one CSV record that cannot be parsed: "
+        "unexpected end of data: a quote opened on line 6 and was not closed where it should be? "
+        "Each of the 96 lines is dead-lettered; fix the quoting and send the file again.")
+    assert dead[-1].detail.startswith(f"line 101 of {path} is one of lines 6-101,")
+
+
+def test_a_quote_closed_lines_later_dead_letters_the_lines_between_and_reading_goes_on(
+        tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    # Line 3 opens a quote; line 5 closes one ("...,4"" ends it) followed by text: broken there.
+    path.write_bytes(b'id,email,value\nr1,a@example.com,1\nr2,"b@example.com,2\nr3,c,3\n'
+                     b'r4,"d",4\nr5,e@example.com,5\n')
+    items = list(read_csv(path.open("rb"), str(path)))
+    assert [item[0]["id"] for item in items if not isinstance(item, DeadLetter)] == ["r1", "r5"]
+    dead = [item for item in items if isinstance(item, DeadLetter)]
+    assert [letter.source for letter in dead] == [f"{path}#row={n}" for n in (2, 3, 4)]
+    assert dead[0].detail.startswith(f"line 3 of {path} is one of lines 3-5, read as one CSV "
+                                     "record that cannot be parsed: ',' expected after '\"'")
+    assert items[-1] == ({"id": "r5", "email": "e@example.com", "value": "5"}, f"{path}#row=5")

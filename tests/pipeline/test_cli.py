@@ -5,15 +5,20 @@ import json
 import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 
-from pipeline.cli import main
+from pipeline.cli import INTERRUPTED, main
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import ca_row, read_report, write_parquet
 from transforms.mapping import default_mapping_text
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 IN_PROCESS = ["--direct_num_workers", "1", "--direct_running_mode", "in_memory"]
 
 
@@ -32,6 +37,22 @@ def test_print_default_mapping_prints_the_packaged_yaml(capsys):
     out = capsys.readouterr().out
     assert out == default_mapping_text()
     assert yaml.safe_load(out)["event"]["id"] == "context.event_id"
+
+
+@pytest.mark.parametrize("name, file_name", [
+    ("ga4", "ga4.yaml"), ("segment", "segment.yaml"), ("rudderstack", "segment.yaml"),
+    ("snowplow", "snowplow.yaml"), ("shopify", "shopify.yaml")])
+def test_print_mapping_prints_a_preset(capsys, name, file_name):
+    assert main(["--print-mapping", name]) == 0
+    out = capsys.readouterr().out
+    packaged = pathlib.Path(__file__).parents[2] / "transforms" / "presets" / file_name
+    assert out == packaged.read_text(encoding="utf-8")
+
+
+def test_print_mapping_of_an_unknown_name_exits_2(capsys):
+    assert main(["--print-mapping", "mixpanel"]) == 2
+    err = capsys.readouterr().err
+    assert "ga4, segment, rudderstack, snowplow, shopify" in err and "'mixpanel'" in err
 
 
 def test_bad_options_exit_2_before_reading_with_no_traceback(capsys, tmp_path):
@@ -98,7 +119,7 @@ def test_an_option_that_does_not_exist_exits_2_with_the_key_masked(capsys, tmp_p
     key = "sk-svcacct-REALLOOKINGKEY123"
     assert main(["--input", str(tmp_path / "a.parquet"), "--api-key", key, *IN_PROCESS]) == 2
     captured = capsys.readouterr()
-    assert "unknown option --api-key sk-***" in captured.err
+    assert "unknown option --api-key sk-svcacct-[masked]" in captured.err
     assert "REALLOOKINGKEY123" not in captured.err + captured.out
     assert "Traceback" not in captured.err
 
@@ -164,3 +185,48 @@ def test_a_future_watermark_exits_2_naming_the_state_file(tmp_path, capsys, emul
     assert f"State file {state} holds watermark 2999-01-01T00:00:00+00:00, later than now" in err
     assert emulator.request_log == []
     assert json.loads(state.read_text()) == {"watermark": "2999-01-01T00:00:00+00:00"}
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulator, tmp_path):
+    rows = [ca_row(f"order_{i}" if i % 10 else None) for i in range(4_000)]   # 1 in 10 dead-lettered
+    export = write_parquet(tmp_path / "export.parquet", rows, row_group_size=500)
+    emulator.set_latency(0.2)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipeline", "--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
+               "--endpoint", emulator.url, "--batch-size", "50", "--report", str(out / "report.json"),
+               "--state-file", str(out / "state.json"), "--dead-letter", str(out / "dead" / "dead"),
+               "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
+    env = dict(os.environ, OPENAI_CAPI_API_KEY=EMULATOR_API_KEY, PYTHONPATH=str(REPO_ROOT))
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while emulator.stats["recorded"] == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before Ctrl-C"
+        os.killpg(process.pid, signal.SIGINT)    # what a terminal does: the whole process group
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130
+    # What the run printed before Ctrl-C (the mapping's warnings) stays; after it, one line.
+    assert stderr.decode().endswith("\n" + INTERRUPTED + "\n")
+    assert "Traceback" not in stderr.decode() and "ERROR" not in stderr.decode()
+    assert stdout == b""
+    assert not (out / "report.json").exists() and not (out / "state.json").exists()
+    # No dead-letter file (dead-<step>-NNNNN.jsonl): Beam renames them into place only at the end;
+    # what a worker had written is in Beam's temporary folders.
+    assert list((out / "dead").glob("dead-*")) == []
+    assert all(path.name.startswith("beam-temp-dead-") for path in (out / "dead").glob("*"))
+    assert 0 < emulator.stats["recorded"] < 3_600
+
+
+def test_a_look_alike_character_in_a_mapping_path_exits_2_before_reading(capsys, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("extends: default\nuser:\n  fields:\n    email: us\u0435r.email\n", encoding="utf-8")
+    assert main(["--input", str(tmp_path / "missing.parquet"), "--mapping", str(mapping), *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert "U+0435 CYRILLIC SMALL LETTER IE at position 3" in err and str(mapping) in err
+    assert "Traceback" not in err

@@ -35,8 +35,9 @@ DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-proj", "--region", "e
 DELIVERY_STEPS = ["BatchRequests", "Deliver", "CountAccepted"]
 
 SOURCES = {
-    "parquet": (["--input", "gs://my-bucket/exports/*.parquet"],
-                ["ReadFiles", "MapToEvents"], ["mapping", "delivery"]),
+    "parquet": (["--input", "gs://my-bucket/exports/*.parquet"],       # a corrupt file: dead letters
+                ["ReadFiles", "MapToEvents", "CountUnreadableRows"],
+                ["mapping", "unreadable", "delivery"]),
     "jsonl": (["--input", "gs://my-bucket/exports/*.jsonl"],
               ["ReadFiles", "MapToEvents", "CountUnreadableRows"],
               ["mapping", "unreadable", "delivery"]),

@@ -249,3 +249,41 @@ def test_rows_pyarrow_cannot_read_become_dead_letters_not_a_crash():
     assert "duplicate field names" in results[0].dead_letter.detail
     assert "example.com" not in results[0].dead_letter.detail
     assert by_columns.counters == {}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_published_rules_read_the_same_by_columns_and_by_rows():
+    """Names with non-ASCII punctuation, international phones, Android ids, source URLs and
+    custom names through the column path (its cached name cores included) and the row path."""
+    rows = [
+        ("D\u2019Angelo", "Anne\u2013Marie", "0044 20 7946 0958",
+         "38400000-8CF0-11BD-B23E-10B96E40000D", "https://s.example/p?e=a%40b.c#x", "Promo_Click"),
+        ("D'Angelo", "Anne-Marie", "+44 (0) 20 7946 0958",
+         "00000000-0000-0000-0000-000000000000", "https://s.example/p", "promo_view"),
+        ("Zoe\u0308", "O\u2019Brien", "+683 4002", "not-a-uuid", "/checkout/thanks", "purchase"),
+        ("Jo", "Lee", "+49 30 123456789012", None, "s.example/p/9", "_promo"),
+    ]
+    table = pa.Table.from_pylist([
+        {"event_name": name, "context": {"event_id": f"e{i}", "page": {"url": url},
+                                         "device": {"advertising_id": gaid}},
+         "user": {"firstname": first, "lastname": last, "phone": phone}}
+        for i, (first, last, phone, gaid, url, name) in enumerate(rows)])
+    results = map_both_ways(load_mapping(), table, columnar=True)
+
+    first, second = results[0].event.event, results[1].event.event
+    assert (first["custom_event_name"], first["source_url"]) == ("promo_click", "https://s.example/p")
+    assert first["user"] == {
+        "first_names_sha256": [_sha("d\u2019angelo")], "last_names_sha256": [_sha("anne\u2013marie")],
+        "phone_numbers_sha256": [_sha("442079460958")],
+        "android_advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d"}
+    assert second["user"] == {
+        "first_names_sha256": [_sha("dangelo")], "last_names_sha256": [_sha("annemarie")],
+        "phone_numbers_sha256": [_sha("442079460958")]}
+    assert [r.dead_letter.reason for r in results[2:]] == ["invalid_source_url",
+                                                           "invalid_custom_event_name"]
+    third_user = results[2].dead_letter.event["user"]
+    assert third_user == {"first_names_sha256": [_sha("zo\u00eb")],
+                          "last_names_sha256": [_sha("o\u2019brien")]}

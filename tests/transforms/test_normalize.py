@@ -3,7 +3,7 @@ import unicodedata
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from transforms import normalize as n
@@ -34,6 +34,20 @@ def test_normalize_email(value, expected):
     ("(415) 555-0100", "US", "14155550100"),
     ("06 12 34 56 78", "FR", "33612345678"),
     ("00 44 20 7946 0018", "FR", "442079460018"),     # international prefix dialled from France
+    # the published examples: a leading 00 is an international prefix, (0) a national one
+    ("0044 20 7946 0958", None, "442079460958"),
+    ("+44 (0) 20 7946 0958", None, "442079460958"),
+    ("0044 20 7946 0958", "GB", "442079460958"),
+    ("0044 20 7946 0958", "US", "442079460958"),     # US dials out with 011, but 00 is read too
+    ("0011 44 20 7946 0958", "AU", "442079460958"),  # AU's own prefix 0011
+    ("0044-20-7946-0958", "DE", "442079460958"),
+    ("00 1 415 555 0100", None, "14155550100"),
+    # 8-15 digits with the country code, both sides of each bound
+    ("+683 4002", None, None),                         # Niue, 7 digits: left out
+    ("+290 22334", None, "29022334"),                  # Saint Helena, 8 digits
+    ("+49 30 12345678901", None, "493012345678901"),   # 15 digits
+    ("+49 30 123456789012", None, None),               # 16 digits: left out
+    ("+49 30 1234567890123", None, None),              # 17 digits: left out
     ("020 7946 0018", None, None),                     # national number without region: left out
     ("+1 415", None, None),                            # not a possible number
     ("tel: +1-415-555-0100", None, "14155550100"),
@@ -51,9 +65,38 @@ def test_normalize_phone(value, region, expected):
     ("JOSÉ", "josé"),
     ("Jean-François", "jeanfrançois"),
     ("-- ..", None),
+    # ASCII punctuation and all whitespace go; every non-ASCII character stays
+    ("D\u2019Angelo", "d\u2019angelo"),          # typographic apostrophe kept
+    ("D'Angelo", "dangelo"),                      # ASCII apostrophe removed
+    ("Anne\u2013Marie", "anne\u2013marie"),      # en dash kept
+    ("Anne-Marie", "annemarie"),
+    ("«Zoë»", "«zoë»"),                           # guillemets kept
+    ("Zoë", "zoë"),
+    ("Ñúñez", "ñúñez"),
+    ("St. John-Smith, Jr.", "stjohnsmithjr"),
+    ("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~Jo", "jo"),   # every ASCII punctuation character
+    ("Jo\u00a0Ann", "joann"),                     # no-break space is whitespace
+    ("Jo\u3000Ann\tLee\n", "joannlee"),            # ideographic space, tab, newline
+    ("李 小龍", "李小龍"),
+    ("\u2019\u2013", "\u2019\u2013"),             # only non-ASCII punctuation: kept, not empty
 ])
 def test_normalize_name(value, expected):
     assert n.normalize_name(value) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("38400000-8cf0-11bd-b23e-10b96e40000d", "38400000-8cf0-11bd-b23e-10b96e40000d"),
+    (" 38400000-8CF0-11BD-B23E-10B96E40000D\n", "38400000-8cf0-11bd-b23e-10b96e40000d"),
+    ("00000000-0000-0000-0000-000000000000", None),
+    ("384000008cf011bdb23e10b96e40000d", None),
+    ("38400000-8cf0-11bd-b23e-10b96e40000", None),
+    ("38400000_8cf0_11bd_b23e_10b96e40000d", None),
+    ("", None),
+    (12345, None),
+    (None, None),
+])
+def test_normalize_android_advertising_id(value, expected):
+    assert n.normalize_android_advertising_id(value) == expected
 
 
 @pytest.mark.parametrize("nfc", ["José", "Zoë", "Chloé Lefèvre", "Ångström", "Đặng"])
@@ -175,7 +218,8 @@ TEXT = st.text(max_size=40)
 IDEMPOTENT = [n.normalize_email, n.normalize_name, n.normalize_city, n.normalize_postal_code,
               n.normalize_country, n.normalize_external_id, n.normalize_opaque,
               n.normalize_ip_address, n.normalize_city_letters, n.normalize_country_lower,
-              n.normalize_state_letters, n.normalize_zip_letters]
+              n.normalize_state_letters, n.normalize_zip_letters,
+              n.normalize_android_advertising_id]
 
 
 @pytest.mark.parametrize("normalize", IDEMPOTENT, ids=lambda f: f.__name__)
@@ -198,6 +242,7 @@ def test_email_idempotent_on_email_shaped_text(local, domain):
 @settings(max_examples=100, deadline=None)
 @given(digits=st.text(alphabet="0123456789 -()", min_size=1, max_size=20),
        region=st.sampled_from([None, "US", "GB", "FR", "DE", "JP", "IT", "BR"]))
+@example(digits="0000001", region="DE")     # +49 with five leading zeros: left out
 def test_phone_normalizing_its_e164_form_again_is_stable(digits, region):
     once = n.normalize_phone(digits, region)
     if once is not None:
@@ -228,9 +273,13 @@ def _phone_samples(count: int, seed: int = 7):
         elif form < 0.6:
             text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
             region = home if rng.random() < 0.8 else region
-        elif form < 0.8:
+        elif form < 0.7:
             text = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 18)))
             text = ("+" + text) if rng.random() < 0.5 else text
+        elif form < 0.8:   # dialled with an international prefix, from a region that uses it
+            region = rng.choice(["FR", "GB", "DE", "US", "AU", "JP", "BR", None])
+            prefix = rng.choice(["00", "011", "0011", "010"])
+            text = f"{prefix} {example.country_code} {nsn}"
         else:
             text = f"{example.country_code}{nsn}"
             region = home if rng.random() < 0.5 else region
@@ -241,5 +290,24 @@ def _phone_samples(count: int, seed: int = 7):
 def test_phone_fast_path_matches_phonenumbers():
     """The fast path must give exactly what phonenumbers.parse + is_possible_number give."""
     mismatches = [(text, region) for text, region in _phone_samples(4000)
-                  if n.normalize_phone(text, region) != n._phonenumbers_digits(text, region)]
+                  if n._phone_digits(text, region) != n._phonenumbers_digits(text, region)]
     assert mismatches == []
+
+
+@pytest.mark.parametrize("text, region, expected", [
+    ("0044 20 7946 0958", None, "442079460958"),
+    ("+44 (0) 20 7946 0958", None, "442079460958"),
+    ("0044 20 7946 0958", "US", "442079460958"),
+    ("00 1 415 555 0100", "FR", "14155550100"),
+    ("0044 20 7946 0958", "GB", "442079460958"),
+    ("0011 44 20 7946 0958", "AU", "442079460958"),
+    ("011 44 20 7946 0958", "US", "442079460958"),
+    ("+290 22334", None, "29022334"),
+    ("+683 4002", None, None),               # possible, but 7 digits: left out after the fast path
+])
+def test_international_numbers_take_the_fast_path(monkeypatch, text, region, expected):
+    def reference_not_wanted(*args):
+        raise AssertionError("took the phonenumbers path")
+
+    monkeypatch.setattr(n, "_phonenumbers_digits", reference_not_wanted)
+    assert n.normalize_phone(text, region) == expected

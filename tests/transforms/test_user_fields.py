@@ -36,6 +36,7 @@ ROW = {
     "region": "California",
     "postal_code": "94105-1234",
     "obref": "ob_123",
+    "android_advertising_id": " 38400000-8CF0-11BD-B23E-10B96E40000D ",
     "ip_address": "2001:DB8::0:1",
     "user_agent": "Mozilla/5.0",
 }
@@ -54,6 +55,7 @@ def test_openai_profile_wire_shape():
         "regions": ["california"],
         "postal_codes": ["94105-1234"],
         "obref": "ob_123",
+        "android_advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d",
         "ip_address": "2001:db8::1",
         "user_agent": "Mozilla/5.0",
     }
@@ -161,6 +163,42 @@ def test_invalid_values_are_left_out_and_counted_per_field():
     assert user == {"user_agent": "UA"}
     assert counters == {"user.email.invalid": 1, "user.ip_address.invalid": 1,
                         "user.country.invalid": 1}
+
+
+@pytest.mark.parametrize("value, sent", [
+    ("38400000-8cf0-11bd-b23e-10b96e40000d", "38400000-8cf0-11bd-b23e-10b96e40000d"),
+    ("38400000-8CF0-11BD-B23E-10B96E40000D", "38400000-8cf0-11bd-b23e-10b96e40000d"),
+    ("00000000-0000-0000-0000-000000000000", None),      # limit ad tracking
+    ("38400000-8cf0-11bd-b23e-10b96e40000", None),       # one digit short
+    ("38400000-8cf0-11bd-b23e-10b96e40000d0", None),     # one digit long
+    ("384000008cf011bdb23e10b96e40000d", None),          # no hyphens: not the canonical form
+    ("{38400000-8cf0-11bd-b23e-10b96e40000d}", None),
+    ("38400000-8cf0-11bd-b23e-10b96e40000g", None),      # not hex
+    ("not-an-id", None),
+])
+def test_android_advertising_id_is_sent_lower_case_or_left_out_and_counted(value, sent):
+    user, counters = build({"android_advertising_id": value, "user_agent": "UA"})
+    assert user.get("android_advertising_id") == sent
+    assert counters == ({} if sent else {"user.android_advertising_id.invalid": 1})
+
+
+def test_android_advertising_id_is_not_part_of_the_scalar_profile():
+    user, counters = build({"android_advertising_id": "38400000-8cf0-11bd-b23e-10b96e40000d",
+                            "user_agent": "UA"}, profile="scalar")
+    assert user == {"user_agent": "UA"}
+    assert counters == {}
+
+
+@pytest.mark.parametrize("value, sent", [
+    ("D\u2019Angelo", "d\u2019angelo"),
+    ("D'Angelo", "dangelo"),
+    ("Anne\u2013Marie", "anne\u2013marie"),
+    ("Anne-Marie", "annemarie"),
+    ("Zoe\u0308", "zo\u00eb"),          # decomposed: hashes like the composed form
+])
+def test_names_keep_non_ascii_punctuation(value, sent):
+    user, _ = build({"first_name": value, "last_name": value})
+    assert user == {"first_names_sha256": [sha(sent)], "last_names_sha256": [sha(sent)]}
 
 
 def test_user_is_none_when_nothing_is_left():
