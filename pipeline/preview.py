@@ -68,16 +68,16 @@ def field_names(row: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _parse(argv: list[str]):
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-    from pipeline.options import CapiSyncOptions, validate_options
+    from pipeline.options import CapiSyncOptions, parse_options, validate_options
 
     parser = argparse.ArgumentParser(prog="capi-sync preview", add_help=False)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     known, rest = parser.parse_known_args(argv)
     if known.rows < 1:
         raise ConfigError(f"--rows must be at least 1, got {known.rows}.")
-    options = PipelineOptions(rest)
+    options = parse_options(rest)        # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     if opts.input and opts.input_format == "dead-letter":
@@ -91,7 +91,7 @@ def _since(opts) -> dt.datetime:
 
     now = dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
-    watermark = read_watermark(opts.state_file) if opts.state_file else None
+    watermark = read_watermark(opts.state_file, now) if opts.state_file else None
     return effective_since(since, watermark, now)
 
 

@@ -229,3 +229,13 @@ def test_the_demo_refuses_an_unknown_option_with_exit_2(capsys, tmp_path, monkey
     err = capsys.readouterr().err
     assert "capi-sync: configuration error: unknown option --bogus." in err
     assert "Traceback" not in err
+
+
+def test_preview_refuses_unknown_options_and_reads_the_state_file_like_a_run(capsys, tmp_path):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    assert main(["preview", "--input", str(export), "--pixelid", "px_1"]) == 2
+    assert "unknown option --pixelid px_1 (did you mean --pixel-id?)" in capsys.readouterr().err
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"watermark": "2999-01-01T00:00:00+00:00"}))
+    assert main(["preview", "--input", str(export), "--state-file", str(state)]) == 2
+    assert f"State file {state} holds watermark 2999-01-01T00:00:00+00:00" in capsys.readouterr().err
