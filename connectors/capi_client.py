@@ -73,7 +73,7 @@ _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, all
 __all__ = [
     "DEFAULT_RETRY_POLICY", "Action", "AuthenticationError", "CapiClient", "DeliveryOutcome",
     "DeliveryResult", "DeliveryStopped", "Endpoint", "InsecureEndpointError", "RetryPolicy",
-    "WrongEndpointError", "check_endpoint", "delivery_action", "parse_endpoint",
+    "WrongEndpointError", "delivery_action", "parse_endpoint",
     "parse_retry_after",
 ]
 
@@ -177,15 +177,6 @@ def client_version() -> str:
 
 def default_user_agent() -> str:
     return f"capi-sync/{client_version()} python-requests/{requests.__version__}"
-
-
-def check_endpoint(endpoint: str) -> Endpoint:
-    """The parsed endpoint, or ConfigError / InsecureEndpointError (connectors/endpoint.py).
-
-    https:// is always fine; http:// only to loopback (127.0.0.0/8, ::1, localhost), which is
-    where the local emulator listens.
-    """
-    return parse_endpoint(endpoint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,14 +340,18 @@ class CapiClient:
                 self._limiter.release(None, None)
             else:
                 self._limiter.release(reply.status, reply.retry_after_s)
-                with self._stats_lock:
-                    self._stats["requests"] += 1
-                    self._stats[f"status_{reply.label}"] += 1
-                    if reply.suspicious:
-                        self._stats["suspicious_2xx_bodies"] += 1
-                        suspicious = self._stats["suspicious_2xx_bodies"]
-                if reply.suspicious and (suspicious == 1 or suspicious % 1000 == 0):
-                    _LOG.warning("%s (%d such answers so far)", reply.message, suspicious)
+                self._count_reply(reply)
+
+    def _count_reply(self, reply: _Reply) -> None:
+        with self._stats_lock:
+            self._stats["requests"] += 1
+            self._stats[f"status_{reply.label}"] += 1
+            if not reply.suspicious:
+                return
+            self._stats["suspicious_2xx_bodies"] += 1
+            suspicious = self._stats["suspicious_2xx_bodies"]
+        if suspicious == 1 or suspicious % 1000 == 0:     # the first, then a reminder
+            _LOG.warning("%s (%d such answers so far)", reply.message, suspicious)
 
     def _send(self, body: bytes, pixel_id: str, budget_left_s: float) -> _Reply:
         """Sends once, under a total deadline: the budget left, at most connect + read timeout."""

@@ -4,6 +4,7 @@
     capi-sync demo                      # the real pipeline on the bundled example + emulator
     capi-sync preview --input x.parquet # the first rows mapped and hashed; nothing is sent
     capi-sync --print-default-mapping   # the default mapping, to copy and edit
+    capi-sync --print-mapping ga4       # a preset (ga4, segment, rudderstack, snowplow, shopify)
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def _help_text() -> str:
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
         epilog="Also: `capi-sync preview <source options> [--mapping FILE] [--rows 5]` (the "
                "first rows mapped, nothing sent, no key), `capi-sync demo` (bundled example + "
-               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, "
-               "--project, ...) pass through.")
+               "emulator), `capi-sync --print-default-mapping`,"
+               " `capi-sync --print-mapping ga4`. Beam's own options (--runner, --project, ...)"
+               " pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         from transforms.mapping import default_mapping_text
         print(default_mapping_text(), end="")
         return 0
+    if "--print-mapping" in argv:
+        return _print_preset(argv)
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
@@ -72,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
         POOL.close()
+
+
+def _print_preset(argv: list[str]) -> int:
+    from transforms.mapping import preset_text
+    from transforms.mapping_schema import PRESET_FILES
+
+    at = argv.index("--print-mapping")
+    name = argv[at + 1] if at + 1 < len(argv) else None
+    if name not in PRESET_FILES:
+        print(f"capi-sync: --print-mapping needs a preset name: {', '.join(PRESET_FILES)}"
+              f" (got {name!r})", file=sys.stderr)
+        return 2
+    print(preset_text(name), end="")
+    return 0
 
 
 INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and no watermark "
@@ -136,7 +154,7 @@ def _preview(argv: list[str]) -> int:
         kind = "configuration error: " if isinstance(exc, ConfigError) else ""
         print(mask_secrets(f"capi-sync preview: {kind}{exc}"), file=sys.stderr)
         return runner.EXIT_CONFIG
-    print(format_preview(result))
+    print(mask_secrets(format_preview(result)))
     if not result.rows:
         print("capi-sync preview: no row was read: the input matched no file or the query "
               "returned no row", file=sys.stderr)

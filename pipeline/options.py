@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from connectors.capi_client import check_endpoint
+from connectors.endpoint import parse_endpoint
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
@@ -100,7 +100,9 @@ class CapiSyncOptions(PipelineOptions):
 
         mapping = parser.add_argument_group("mapping")
         mapping.add_argument(
-            "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
+            "--mapping", default=None, metavar="FILE|PRESET",
+            help="YAML mapping file, or a preset: ga4, segment, rudderstack, snowplow, shopify;"
+                 " omitted = the default mapping"
         )
 
         delivery = parser.add_argument_group("delivery")
@@ -346,7 +348,7 @@ def validate_options(opts: CapiSyncOptions) -> None:
         raise ConfigError(
             "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
             "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
-    check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
+    parse_endpoint(opts.endpoint)   # https://, or http:// to loopback only (one rule)
 
 
 def read_sql_file(path: str) -> str:

@@ -52,22 +52,28 @@ def mapper_changes(mapper_counters: Mapping[str, int]) -> dict[str, Any]:
 
 
 def empty_field_warnings(counters: Mapping[str, int], events_sent: int,
-                         mapped_fields: Mapping[str, tuple[str, ...]]) -> list[str]:
+                         mapped_fields: Mapping[str, tuple[tuple[str, ...], bool]]) -> list[str]:
     """Mapped fields that stayed empty on every sent event (a wrong path, when the source's
-    schema could not be checked before the run)."""
+    schema could not be checked before the run). `mapped_fields`: location -> (the CAPI fields
+    it fills, inherited from the default mapping?); inherited ones share one line."""
     if not events_sent:
         return []
-    return [f"{location} was empty on all {events_sent:,} sent events: check its path in the "
-            f"mapping (`capi-sync preview` shows what each row gives)"
-            for location, fields in mapped_fields.items()
-            if fields and not any(counters.get(metrics.FILLED_PREFIX + field, 0) for field in fields)]
+    empty = [(location, inherited) for location, (fields, inherited) in mapped_fields.items()
+             if fields and not any(counters.get(metrics.FILLED_PREFIX + f, 0) for f in fields)]
+    warnings = [f"{location} was empty on all {events_sent:,} sent events: check its path in "
+                f"the mapping (`capi-sync preview` shows what each row gives)"
+                for location, inherited in empty if not inherited]
+    inherited = [location for location, inherited in empty if inherited]
+    if inherited:
+        warnings.append("fields of the default mapping empty on every sent event: "
+                        + ", ".join(inherited))
+    return warnings
 
 
 def build_report(counters: Mapping[str, int], *,
-                 mapped_fields: Mapping[str, tuple[str, ...]] | None = None,
+                 mapped_fields: Mapping[str, tuple[tuple[str, ...], bool]] | None = None,
                  schema_notes: tuple[str, ...] = (), **run_facts: Any) -> dict[str, Any]:
-    """`mapped_fields`: mapping location -> the CAPI fields it fills
-    (transforms.coverage.mapped_capi_fields), to warn about fields empty on every event."""
+    """`mapped_fields`: see empty_field_warnings (pipeline.source_check.fields_to_watch)."""
     dead_letter_reasons = _with_prefix(counters, metrics.DEAD_LETTERED_PREFIX)
     skip_reasons = _with_prefix(counters, metrics.SKIPPED_PREFIX)
     report = {

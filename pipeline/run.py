@@ -33,7 +33,7 @@ from pipeline.incremental import (
 )
 from pipeline.logs import STOP_MARKERS
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
-from pipeline.source_check import check_source
+from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -42,7 +42,6 @@ from pipeline.warm_workers import (
     worker_count,
 )
 from transforms import reasons
-from transforms.coverage import mapped_capi_fields
 from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
@@ -240,7 +239,7 @@ def run(argv: list[str]) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
-        mapped_fields=mapped_capi_fields(plan.mapping_plan) if plan.schema_notes is None
+        mapped_fields=fields_to_watch(plan.mapping_plan) if plan.schema_notes is None
         else None,                     # unchecked source: warn about fields empty on all events
         schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,
@@ -250,7 +249,10 @@ def run(argv: list[str]) -> RunOutcome:
     )
     code, failure = run_verdict(report, opts.max_dead_letter_rate)
     report.update(exit_code=code, failure=failure)
-    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK)
+    # A 2xx that was not JSON may not have come from the API: the next run re-sends those rows
+    # (harmless, the API dedups on ids) rather than the watermark skipping them for good.
+    doubtful = report["suspicious_2xx_bodies"]
+    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK and not doubtful)
     if not_saved and code == EXIT_OK:
         code = EXIT_NOT_SAVED
     return RunOutcome(report, code, not_saved, failure)

@@ -43,8 +43,3 @@ def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
     if "sk-" not in text:
         return text                    # the common case, without a regex pass
     return _KEY_LIKE.sub(_mask_one, text)
-
-
-def looks_like_api_key(text: str) -> bool:
-    """True when `text` holds something `mask_secrets` would mask."""
-    return mask_secrets(text) != text
