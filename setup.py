@@ -12,7 +12,7 @@ setuptools.setup(
     ),
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
-    package_data={"transforms": ["*.yaml"],
+    package_data={"transforms": ["*.yaml", "presets/*.yaml"],   # the default mapping, presets
                   "pipeline": ["*.json", "Dockerfile", "demo_data/*.parquet"],
                   "connectors": ["*.yaml"]},
     include_package_data=True,

@@ -380,9 +380,15 @@ def _phonenumbers_digits(text: str, region: str | None) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if _zero_padded(number) or not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _zero_padded(number: phonenumbers.PhoneNumber) -> bool:
+    """'0000001' in DE parses as +49 1 with five leading zeros: no one's number, and its E.164
+    digits read back differently. Real numbers keep at most one leading zero (Italy's +39 06...)."""
+    return number.national_number == 0 or (number.number_of_leading_zeros or 1) > 1
 
 
 # Fast path. Only for strings of ASCII digits and the separators ' ().-' with an optional leading
@@ -482,8 +488,9 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
     _, potential, _ = _strip_national_prefix(national, metadata)
     if _length_result(potential, metadata) not in _KEEP_UNSTRIPPED:
         national = potential
-    if not _MIN_NSN <= len(national) <= _MAX_NSN:
-        return _SLOW
+    if not _MIN_NSN <= len(national) <= _MAX_NSN or national.startswith("00") \
+            or not national.strip("0"):
+        return _SLOW    # zero-padded (JP '00 1 809...'): the reference leaves it out (_zero_padded)
     if _length_result(national, _metadata_for_calling_code(country_code)) not in _POSSIBLE:
         return None
     return f"{country_code}{national}"

@@ -3,7 +3,7 @@ import unicodedata
 
 import phonenumbers
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from transforms import normalize as n
@@ -242,6 +242,7 @@ def test_email_idempotent_on_email_shaped_text(local, domain):
 @settings(max_examples=100, deadline=None)
 @given(digits=st.text(alphabet="0123456789 -()", min_size=1, max_size=20),
        region=st.sampled_from([None, "US", "GB", "FR", "DE", "JP", "IT", "BR"]))
+@example(digits="0000001", region="DE")     # +49 with five leading zeros: left out
 def test_phone_normalizing_its_e164_form_again_is_stable(digits, region):
     once = n.normalize_phone(digits, region)
     if once is not None:
