@@ -1,28 +1,40 @@
-"""Reading a SQL query from DuckDB or PostgreSQL (and Redshift, same protocol) into RowChunks.
+"""Reading a SQL query from DuckDB, PostgreSQL (and Redshift) or Snowflake into RowChunks.
 
 URLs:
 - `duckdb:///relative/file.db`, `duckdb:////absolute/file.db` (SQLAlchemy's convention: the
   path is what follows the third slash); opened read-only.
 - `postgresql://user@host:5432/db?sslmode=require` (also `postgres://`). Prefer PGPASSWORD or
   ~/.pgpass for the password; a password in the URL works but is redacted (`***`) everywhere
-  this module writes the URL: labels, display data, logs and exceptions.
+  this module writes the URL: labels, display data, logs and exceptions. `?reader=cursor` or
+  `?reader=adbc` chooses the PostgreSQL reader (ours: not sent to the server).
+- `snowflake://USER@ACCOUNT/DATABASE/SCHEMA?warehouse=WH` (connectors/snowflake_source.py).
 
-Parameters: one style for both drivers, DB-API "pyformat": `%(since)s`, with values passed as a
-dict (`{"since": datetime(...)}`) and bound by the driver, never pasted into the SQL. With
+Parameters: one style for every driver, DB-API "pyformat": `%(since)s`, with values passed as a
+dict (`{"since": datetime(...)}`): bound by the driver (DuckDB, Snowflake, the cursor), or for
+ADBC's COPY quoted client-side by psycopg as typed literals (`render_literals`). With
 parameters, a literal percent sign is written `%%` (`LIKE 'a%%'`); without parameters the query
 is sent exactly as written. For DuckDB the placeholders are rewritten to its native `$since`.
 
-The whole query runs on one worker (a database cursor cannot be split) and is read through a
-server-side cursor (psycopg named cursor / DuckDB's streaming Arrow reader), `chunk_size` rows at
-a time, so memory stays flat; a Reshuffle then spreads the chunks over workers for mapping.
+The whole query runs on one worker (a database cursor cannot be split) and is read as Arrow
+record batches of `chunk_size` rows, so memory stays flat: DuckDB through its own record-batch
+reader, PostgreSQL through the ADBC driver (`COPY (query) TO STDOUT (FORMAT binary)`), Snowflake
+through its ADBC driver (connectors/snowflake_source.py). The batches become RowChunks the
+columnar mapper reads, as Parquet's. PostgreSQL falls back to a psycopg server-side cursor (row
+dicts, `FETCH FORWARD chunk_size`) with `?reader=cursor`, for a Redshift host, or when the ADBC
+driver finds before the first row that the server lacks what it needs (see postgresql_reader).
+A Reshuffle then spreads the chunks over workers; on a local runner they cross it as local
+Arrow IPC files (SpilledChunk), since DirectRunner would hold them all in the launcher.
+
+Before the graph runs, `result_columns` has the database plan the query without reading a row:
+a wrong table or column is a ConfigError in the launcher.
 
 Sources are `sql:<label>#row=<N>`, N counted from 1 in the order the query returns rows; the
 label is the first table after FROM unless given (`sql:orders#row=42`). Add ORDER BY to the
 query when row numbers must be reproducible.
 
-Values: Decimal stays Decimal, timestamps stay datetimes (timestamptz aware, timestamp naive),
-JSON/JSONB become dicts/lists, STRUCT/record -> dict, LIST/arrays -> list, MAP -> dict, UUID ->
-str, bytes -> hex (see connectors.rows.to_plain).
+Values (transforms/arrow_rows.py): Decimal stays Decimal, timestamps stay datetimes
+(timestamptz aware, timestamp naive), JSON/JSONB (and DuckDB JSON) become dicts/lists,
+STRUCT/record -> dict, LIST/arrays -> list, MAP -> dict, UUID -> str, bytes -> hex.
 """
 from __future__ import annotations
 

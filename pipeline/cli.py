@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return _preview(argv[1:])
     if argv[:1] == ["demo"]:
         from pipeline.demo import run_demo
-        return run_demo(argv[1:])
+        try:
+            return run_demo(argv[1:])
+        except ConfigError as exc:       # `capi-sync demo --bogus`
+            from pipeline.run import EXIT_CONFIG
+            _error(f"configuration error: {exc}\n{USAGE_HINT}")
+            return EXIT_CONFIG
     if "--print-default-mapping" in argv:
         from transforms.mapping import default_mapping_text
         print(default_mapping_text(), end="")

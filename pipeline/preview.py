@@ -91,7 +91,7 @@ def _since(opts) -> dt.datetime:
 
     now = dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
-    watermark = read_watermark(opts.state_file) if opts.state_file else None
+    watermark = read_watermark(opts.state_file, now) if opts.state_file else None
     return effective_since(since, watermark, now)
 
 

@@ -210,6 +210,13 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    # Requests in flight at Ctrl-C are answered into closed sockets: let the emulator finish
+    # them here, not while the next test captures stderr.
+    last, quiet_since, deadline = emulator.stats["requests"], time.monotonic(), time.monotonic() + 30
+    while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if emulator.stats["requests"] != last:
+            last, quiet_since = emulator.stats["requests"], time.monotonic()
     assert process.returncode == 130
     # What the run printed before Ctrl-C (the mapping's warnings) stays; after it, one line.
     assert stderr.decode().endswith("\n" + INTERRUPTED + "\n")
@@ -230,3 +237,21 @@ def test_a_look_alike_character_in_a_mapping_path_exits_2_before_reading(capsys,
     err = capsys.readouterr().err
     assert "U+0435 CYRILLIC SMALL LETTER IE at position 3" in err and str(mapping) in err
     assert "Traceback" not in err
+
+
+def test_the_demo_refuses_an_unknown_option_with_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--bogus", *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert "capi-sync: configuration error: unknown option --bogus." in err
+    assert "Traceback" not in err
+
+
+def test_preview_refuses_unknown_options_and_reads_the_state_file_like_a_run(capsys, tmp_path):
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    assert main(["preview", "--input", str(export), "--pixelid", "px_1"]) == 2
+    assert "unknown option --pixelid px_1 (did you mean --pixel-id?)" in capsys.readouterr().err
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"watermark": "2999-01-01T00:00:00+00:00"}))
+    assert main(["preview", "--input", str(export), "--state-file", str(state)]) == 2
+    assert f"State file {state} holds watermark 2999-01-01T00:00:00+00:00" in capsys.readouterr().err
