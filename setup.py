@@ -12,27 +12,30 @@ setuptools.setup(
     ),
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
-    package_data={"transforms": ["*.yaml"],
+    package_data={"transforms": ["*.yaml", "presets/*.yaml"],   # the default mapping, presets
                   "pipeline": ["*.json", "Dockerfile", "demo_data/*.parquet"],
                   "connectors": ["*.yaml"]},
     include_package_data=True,
     install_requires=[
         "apache-beam[gcp]>=2.60,<3",   # the pipeline, its IO and Dataflow runner
         "requests>=2.31",              # the CAPI client (pooled HTTP sessions)
-        "pyarrow>=14",                 # Parquet and columnar mapping
+        "pyarrow>=19",                 # Parquet, columnar mapping; arrow.json/uuid/opaque types
         "phonenumbers>=8.13",          # phone normalization to E.164
         "pycountry>=23",               # country names / alpha-3 to alpha-2
         "iso4217>=1.11",               # currency codes and minor-unit exponents
         "PyYAML>=6",                   # mapping files
         "jsonschema>=4.18",            # mapping file validation
         "duckdb>=1.0",                 # duckdb:// SQL source
-        "psycopg[binary]>=3.1",        # postgresql:// (and Redshift) SQL source
+        "psycopg[binary]>=3.1",        # postgresql:// cursor fallback (Redshift), query checks
+        "adbc-driver-postgresql>=1.6", # postgresql:// read as Arrow (binary COPY, streamed)
         "orjson>=3.9",                 # JSON of 1,000-event bodies at a fraction of json's cost
         "msgspec>=0.18",               # the emulator's benchmark mode reads only event ids
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9",
+                 "adbc-driver-snowflake>=1.6"],   # the Snowflake tests import its driver
         "gcp-secrets": ["google-cloud-secret-manager>=2"],
+        "snowflake": ["adbc-driver-snowflake>=1.6"],   # snowflake:// read as Arrow
     },
     entry_points={"console_scripts": ["capi-sync=pipeline.cli:entry"]},
 )

@@ -3,6 +3,7 @@
     python -m benchmarks.bench_mapper                  # 100k rows, best of 3
     python -m benchmarks.bench_mapper --rows 20000 --baseline --json --profile
     python -m benchmarks.bench_mapper --arrow          # + the Parquet path: dicts vs columnar
+    python -m benchmarks.bench_mapper --ga4            # + the GA4 preset on GA4-shaped batches
 
 Rows are generated before timing (benchmarks.generate_rows: high-cardinality Commanders-Act
 shape). The garbage collector is tuned as on the pipeline's workers (`--default-gc` to keep
@@ -181,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arrow", action="store_true",
                         help="also map the rows as 1,000-row Arrow batches (the Parquet path):"
                              " row dicts + RowMapper, and ColumnarMapper")
+    parser.add_argument("--ga4", action="store_true",
+                        help="also map GA4-export-shaped Arrow batches with the ga4 preset"
+                             " (benchmarks.generate_ga4), columnar and from row dicts")
     args = parser.parse_args(argv)
 
     now_ms = int(time.time() * 1000)
@@ -200,6 +204,14 @@ def main(argv: list[str] | None = None) -> None:
                                              columnar=True)))
     if args.baseline:
         runs.append(("straightforward loop", lambda: _run_naive(now_ms, args.json)))
+    if args.ga4:
+        from benchmarks.generate_ga4 import ga4_batches
+        ga4_plan = load_mapping("ga4")
+        ga4 = ga4_batches(args.rows, now_ms, seed=args.seed)
+        runs.append(("GA4 preset, ColumnarMapper on GA4 batches", lambda: _run_on_batches(
+            ga4, ColumnarMapper(ga4_plan, clock_ms=lambda: now_ms), columnar=True)))
+        runs.append(("GA4 preset, RowMapper on GA4 row dicts", lambda: _run_on_batches(
+            ga4, RowMapper(ga4_plan, clock_ms=lambda: now_ms), columnar=False)))
 
     for label, make in runs:
         timings = [_time(make(), rows, sources, not args.default_gc) for _ in range(args.repeat)]

@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_pipeline --rows 200000 --rows 1000000 --latency-ms 0,50
     python -m benchmarks.bench_pipeline --rows 5000000 --latency-ms 0 --skip-peers --repeat 1
+    python -m benchmarks.bench_pipeline --rows 1000000 --latency-ms 0 --sources parquet,duckdb,postgresql
 
 What one run does:
 1. Generates high-cardinality Commanders-Act-shaped rows (benchmarks.generate_rows) as Parquet,
@@ -16,6 +17,10 @@ What one run does:
    included), the smart peer and the naive peer (benchmarks/peers.py). Wall time is the
    subprocess's life (interpreter start to exit); peak RSS is polled every 0.2 s over the
    contender's whole process tree (Beam's worker processes are children).
+   With `--sources duckdb,postgresql`, capi-sync also reads the same rows from a DuckDB table
+   (built once from the Parquet parts, cached) and from a table in a throwaway PostgreSQL server
+   (structs as dotted column names, the items list as jsonb; loaded once per run), through
+   `--sql-url`/`--sql-query`. The database server's CPU is printed apart, like the emulator's.
 4. Checks every row is accounted for: events the emulator recorded + dead letters + skips = rows.
 5. Prints one table per (rows, latency): best and median seconds, rows/s of the best run, the
    ratio to the smart peer, peak RSS of the largest process and of the whole tree, requests as
@@ -52,6 +57,8 @@ MAX_PART_AGE_S = 12 * 3600
 NAIVE_MAX_ROWS = 200_000
 POLL_S = 0.2
 CAPI_SYNC, SMART, NAIVE = "capi-sync", "smart peer", "naive peer"
+PARQUET, DUCKDB, POSTGRESQL = "parquet", "duckdb", "postgresql"
+SQL_TABLE = "conversions"
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = pathlib.Path(os.environ.get(
     "CAPI_SYNC_BENCH_CACHE", pathlib.Path.home() / ".cache" / "capi-sync-bench"))
@@ -103,6 +110,99 @@ def dataset(cache: pathlib.Path, rows: int, bad_fraction: float) -> str:
     for index, (part, _, _) in enumerate(wanted):
         (set_dir / f"part-{index:03d}.parquet").symlink_to(part)
     return str(set_dir / "*.parquet")
+
+
+# -- the same rows in DuckDB and PostgreSQL ------------------------------------------------------
+
+def duckdb_dataset(cache: pathlib.Path, pattern: str, rows: int, bad_fraction: float) -> str:
+    """A DuckDB file whose table `conversions` holds the Parquet rows (structs, lists, as is);
+    built once next to the parts, rebuilt when a part is newer."""
+    import duckdb
+    path = cache / f"rows-{rows}-bad{bad_fraction:g}.duckdb"
+    newest = max(os.stat(part).st_mtime for part in pathlib.Path(pattern).parent.glob("*.parquet"))
+    if not path.exists() or path.stat().st_mtime < newest:
+        print(f"loading {rows:,} rows into {path} ...", flush=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        with duckdb.connect(str(tmp)) as connection:
+            connection.execute(
+                f"CREATE TABLE {SQL_TABLE} AS SELECT * FROM read_parquet('{pattern}')")
+        os.replace(tmp, path)
+    return f"duckdb:///{path}"
+
+
+def flat_table(table):
+    """Structs as dotted columns (`context.page.url`), the items list as JSON text: the shape a
+    PostgreSQL table gives the same rows (the default mapping reads dotted names alike)."""
+    import duckdb
+    import pyarrow as pa
+    while any(pa.types.is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    connection = duckdb.connect()
+    connection.register("flat", table)
+    items = connection.sql("SELECT to_json(items)::VARCHAR AS items FROM flat").to_arrow_table()
+    connection.close()
+    return table.set_column(table.schema.get_field_index("items"), "items",
+                            items.column("items"))
+
+
+class PostgresDataset:
+    """A throwaway PostgreSQL server (the tests' own) holding the rows of each size."""
+
+    def __init__(self) -> None:
+        from tests.connectors.postgres import PostgresServer
+        self.server = PostgresServer().start()
+        self.tables: dict[int, str] = {}
+
+    def table(self, pattern: str, rows: int) -> str:
+        """The table holding the `rows` rows of `pattern` (loaded on first use)."""
+        if rows not in self.tables:
+            self.tables[rows] = self._load(pattern, rows)
+        return self.tables[rows]
+
+    def _load(self, pattern: str, rows: int) -> str:
+        import adbc_driver_postgresql.dbapi as adbc_postgresql
+        import pyarrow.parquet as pq
+        print(f"loading {rows:,} rows into PostgreSQL ...", flush=True)
+        name = f"{SQL_TABLE}_{rows}"
+        with adbc_postgresql.connect(self.server.url) as connection:
+            cursor = connection.cursor()
+            mode = "create"
+            for part in sorted(pathlib.Path(pattern).parent.glob("*.parquet")):
+                parquet = pq.ParquetFile(part)
+                for group in range(parquet.num_row_groups):
+                    cursor.adbc_ingest(name, flat_table(parquet.read_row_group(group)), mode=mode)
+                    mode = "append"
+            connection.commit()
+        import psycopg
+        with psycopg.connect(self.server.url, autocommit=True) as connection:
+            connection.execute(
+                f"ALTER TABLE {name} ALTER COLUMN items TYPE jsonb USING items::jsonb")
+            connection.execute(f"VACUUM ANALYZE {name}")
+        return name
+
+    def cpu_s(self) -> float:
+        """CPU seconds so far of the server's processes (postmaster, backends, finished ones)."""
+        pid = int((self.server.data_dir / "postmaster.pid").read_text().split()[0])
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+            if proc.pid == pid:
+                total += times.children_user + times.children_system
+        return total
+
+    def stop(self) -> None:
+        self.server.stop()
+
 
 
 # -- the emulator -------------------------------------------------------------------------------
@@ -174,6 +274,7 @@ class Measurement:
     dead_lettered: int
     skipped: int
     emulator_cpu_s: float
+    db_cpu_s: float             # CPU seconds of the database server (PostgreSQL cells)
     load1: float
     exit_code: int
     log: str
@@ -185,6 +286,10 @@ class Measurement:
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.wall_s
+
+    @property
+    def cpu_us_per_row(self) -> float:
+        return self.cpu_s / self.rows * 1e6
 
 
 def _sample_tree(root: psutil.Process, cpu_by_pid: dict[int, float],
@@ -214,10 +319,11 @@ def _busy_cpu_s() -> float:
 
 
 def command(contender: str, pattern: str, url: str, workdir: pathlib.Path,
-            extra: list[str]) -> list[str]:
+            extra: list[str], source_args: list[str] | None = None) -> list[str]:
     report = str(workdir / "report.json")
-    if contender == CAPI_SYNC:
-        return [sys.executable, "-m", "pipeline", "--input", pattern, "--pixel-id", PIXEL_ID,
+    if contender.startswith(CAPI_SYNC):
+        source = source_args or ["--input", pattern]
+        return [sys.executable, "-m", "pipeline", *source, "--pixel-id", PIXEL_ID,
                 "--endpoint", url, "--report", report,
                 "--dead-letter", str(workdir / "dead" / "dead"), *extra]
     kind = "smart" if contender == SMART else "naive"
@@ -226,10 +332,13 @@ def command(contender: str, pattern: str, url: str, workdir: pathlib.Path,
 
 
 def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator: EmulatorProcess,
-            scratch: pathlib.Path, extra: list[str], timeout_s: float) -> Measurement:
+            scratch: pathlib.Path, extra: list[str], timeout_s: float,
+            source_args: list[str] | None = None, db: PostgresDataset | None = None
+            ) -> Measurement:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=contender.split()[0] + "-", dir=scratch))
     emulator.reset(latency_ms)
     cpu_before, busy_before, load1 = emulator.cpu_s(), _busy_cpu_s(), os.getloadavg()[0]
+    db_before = db.cpu_s() if db else 0.0
     log_path = workdir / "log.txt"
     env = {**os.environ, "OPENAI_CAPI_API_KEY": API_KEY}
     peak = peak_tree = 0.0
@@ -238,7 +347,8 @@ def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator
     rss_by_pid: dict[int, float] = {}
     with open(log_path, "w") as log:
         started = time.monotonic()
-        proc = subprocess.Popen(command(contender, pattern, emulator.url, workdir, extra),
+        proc = subprocess.Popen(command(contender, pattern, emulator.url, workdir, extra,
+                                        source_args),
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
@@ -251,18 +361,19 @@ def measure(contender: str, rows: int, latency_ms: float, pattern: str, emulator
         exit_code = proc.wait()
         wall_s = time.monotonic() - started
     busy_s, emulator_cpu_s = _busy_cpu_s() - busy_before, emulator.cpu_s() - cpu_before
+    db_cpu_s = db.cpu_s() - db_before if db else 0.0
     cpu_s = sum(cpu_by_pid.values())
     stats = emulator.stats()
     report = _read_json(workdir / "report.json")
-    if contender == CAPI_SYNC:
+    if contender.startswith(CAPI_SYNC):
         dead, skipped = report.get("events_dead_lettered", 0), report.get("events_skipped", 0)
     else:
         dead, skipped = report.get("dead_lettered", 0), report.get("skipped", 0)
     return Measurement(contender, rows, latency_ms, wall_s, peak / 2**20,
                        rss_by_pid.get(proc.pid, 0) / 2**20, peak_tree / 2**20,
-                       max_procs, cpu_s, max(0.0, busy_s - cpu_s - emulator_cpu_s),
+                       max_procs, cpu_s, max(0.0, busy_s - cpu_s - emulator_cpu_s - db_cpu_s),
                        stats.get("requests", 0), stats.get("recorded", 0), dead, skipped,
-                       emulator_cpu_s, load1, exit_code, str(log_path))
+                       emulator_cpu_s, db_cpu_s, load1, exit_code, str(log_path))
 
 
 def _read_json(path: pathlib.Path) -> dict:
@@ -275,8 +386,8 @@ def _read_json(path: pathlib.Path) -> dict:
 # -- the table ----------------------------------------------------------------------------------
 
 HEADER = ("contender", "rows", "lat ms", "best s", "median s", "rows/s", "x smart",
-          "peak RSS MB", "tree MB", "procs", "requests", "CPU s", "emu CPU s", "others CPU s",
-          "accounted")
+          "x parquet", "peak RSS MB", "tree MB", "procs", "requests", "CPU s", "CPU us/row",
+          "emu CPU s", "db CPU s", "others CPU s", "accounted")
 
 
 def table(results: list[Measurement]) -> str:
@@ -285,16 +396,22 @@ def table(results: list[Measurement]) -> str:
         by_contender.setdefault(m.contender, []).append(m)
     smart = by_contender.get(SMART)
     smart_best = max(m.rows_per_s for m in smart) if smart else None
+    parquet = by_contender.get(CAPI_SYNC)
+    parquet_best = max(m.rows_per_s for m in parquet) if parquet else None
     lines = []
     for contender, runs in by_contender.items():
         best = min(runs, key=lambda m: m.wall_s)
         ratio = f"{best.rows_per_s / smart_best:.2f}" if smart_best else "-"
+        to_parquet = (f"{best.rows_per_s / parquet_best:.2f}"
+                      if parquet_best and contender.startswith(CAPI_SYNC) else "-")
         lines.append((
             contender, f"{best.rows:,}", f"{best.latency_ms:g}", f"{best.wall_s:.1f}",
             f"{statistics.median(m.wall_s for m in runs):.1f}", f"{best.rows_per_s:,.0f}", ratio,
+            to_parquet,
             f"{max(m.peak_rss_mb for m in runs):,.0f}", f"{max(m.peak_tree_mb for m in runs):,.0f}",
             str(max(m.max_processes for m in runs)), f"{best.requests:,}",
-            f"{best.cpu_s:.1f}", f"{best.emulator_cpu_s:.1f}", f"{best.others_cpu_s:.1f}",
+            f"{best.cpu_s:.1f}", f"{min(m.cpu_us_per_row for m in runs):.1f}",
+            f"{best.emulator_cpu_s:.1f}", f"{best.db_cpu_s:.1f}", f"{best.others_cpu_s:.1f}",
             "yes" if all(m.accounted for m in runs) else "NO"))
     widths = [max(len(row[i]) for row in [HEADER, *lines]) for i in range(len(HEADER))]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
@@ -313,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-naive", action="store_true",
                         help=f"run the naive peer above {NAIVE_MAX_ROWS:,} rows too")
     parser.add_argument("--skip-peers", action="store_true", help="run capi-sync only")
+    parser.add_argument("--sources", default=PARQUET,
+                        help="comma-separated sources capi-sync reads the rows from: parquet, "
+                             "duckdb, postgresql (default parquet; the peers read Parquet)")
     parser.add_argument("--capi-sync-arg", action="append", default=[], metavar="ARG",
                         help="extra capi-sync argument (repeatable): --capi-sync-arg=--max-in-flight=8")
     parser.add_argument("--bad-fraction", type=float, default=0.01,
@@ -327,6 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     latencies = [float(value) for value in args.latency_ms.split(",") if value.strip()]
 
     patterns = {rows: dataset(args.cache_dir, rows, args.bad_fraction) for rows in sizes}
+    sources = [value.strip() for value in args.sources.split(",") if value.strip()]
+    unknown = set(sources) - {PARQUET, DUCKDB, POSTGRESQL}
+    if unknown:
+        parser.error(f"unknown --sources {', '.join(sorted(unknown))}")
+    database = PostgresDataset() if POSTGRESQL in sources else None
     _compile_project()
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="capi-sync-bench-"))
     emulator = EmulatorProcess()
@@ -335,7 +460,19 @@ def main(argv: list[str] | None = None) -> int:
     all_results: list[Measurement] = []
     try:
         for rows in sizes:
-            contenders = [CAPI_SYNC] if args.skip_peers else [CAPI_SYNC, SMART, NAIVE]
+            sql_cells = {}
+            if DUCKDB in sources:
+                sql_cells[f"{CAPI_SYNC} {DUCKDB}"] = (["--sql-url", duckdb_dataset(
+                    args.cache_dir, patterns[rows], rows, args.bad_fraction),
+                    "--sql-query", f"SELECT * FROM {SQL_TABLE}"], None)
+            if database is not None:
+                sql_cells[f"{CAPI_SYNC} {POSTGRESQL}"] = (["--sql-url", database.server.url,
+                    "--sql-query", f"SELECT * FROM {database.table(patterns[rows], rows)}"],
+                    database)
+            contenders = [CAPI_SYNC] if PARQUET in sources else []
+            contenders += list(sql_cells)
+            if not args.skip_peers:
+                contenders += [SMART, NAIVE]
             if NAIVE in contenders and (args.skip_naive or (rows > NAIVE_MAX_ROWS
                                                              and not args.force_naive)):
                 contenders.remove(NAIVE)
@@ -346,13 +483,15 @@ def main(argv: list[str] | None = None) -> int:
                 results = []
                 for attempt in range(args.repeat):
                     for contender in contenders:
+                        source_args, db = sql_cells.get(contender, (None, None))
                         m = measure(contender, rows, latency_ms, patterns[rows], emulator,
-                                    scratch, args.capi_sync_arg, args.timeout_s)
+                                    scratch, args.capi_sync_arg, args.timeout_s,
+                                    source_args, db)
                         results.append(m)
-                        print(f"  run {attempt + 1}: {contender:<10} {rows:>9,} rows "
+                        print(f"  run {attempt + 1}: {contender:<20} {rows:>9,} rows "
                               f"{latency_ms:>4g} ms  {m.wall_s:7.1f} s  {m.rows_per_s:>8,.0f} rows/s"
                               f"  peak {m.peak_rss_mb:,.0f} MB (launcher {m.peak_launcher_mb:,.0f})"
-                              f"  CPU {m.cpu_s:.1f} s"
+                              f"  CPU {m.cpu_s:.1f} s ({m.cpu_us_per_row:.1f} us/row)"
                               f" (others {m.others_cpu_s:.1f} s)"
                               f"  {'ok' if m.accounted else 'NOT ACCOUNTED, see ' + m.log}",
                               flush=True)
@@ -363,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_linearity(all_results)
     finally:
         emulator.stop()
+        if database is not None:
+            database.stop()
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
         else:

@@ -1,26 +1,38 @@
 """The CAPI client: delivers lists of events and answers with one outcome per event.
 
-The response policy of contract section 2 lives here and nowhere else:
-- 2xx: every event in the request is accepted.
-- 400 (and 422): the batch was not recorded; split it in halves and resend until each bad event
-  is alone, then hand that one back as `rejected_by_api` with the API's message. Only the status
-  class is trusted (the real API's error body is undocumented).
-- 413: split and resend; a single event that is still too large is `rejected_by_api`.
-- 401/403: raise `AuthenticationError` and never send again from this client (the latch).
-- 408, 429, 5xx, timeouts, dropped connections: retry with exponential backoff and full jitter,
-  honouring `Retry-After`, within a `RetryPolicy` budget; afterwards the events come back as
-  `retries_exhausted` outcomes (replayable dead letters), never as an exception.
+The delivery policy (contract section 2) is the table `DELIVERY_POLICY` below and nowhere else;
+each HTTP status maps to one `Action`:
+- ACCEPT (2xx): every event in the request is accepted. The success body is undocumented, so
+  its fields are not read; a non-empty body that is not JSON (an HTML page from a captive portal
+  or proxy, a truncated answer) still counts as accepted, but is counted
+  (`suspicious_2xx_bodies`) and logged as a warning: something other than the API may have
+  answered.
+- SPLIT (400, 422, 413): the batch was not recorded; split it in halves and resend until each
+  bad event is alone, then hand that one back as `rejected_by_api` with the API's message. Only
+  the status class is trusted (the real API's error body is undocumented).
+- STOP_AUTH (401, 403): raise `AuthenticationError`; this client never sends again (the latch).
+- STOP_ENDPOINT (3xx, 404, 405): the endpoint is wrong, not the events (redirects are never
+  followed: the key would go along). Raise `WrongEndpointError`, latched like a refused key: the
+  run stops, and no event is counted as rejected.
+- RETRY (408, 429, 5xx, and attempts with no answer: timeouts, dropped connections): retry with
+  exponential backoff and full jitter, honouring `Retry-After`, within a `RetryPolicy` budget;
+  afterwards the events come back as `retries_exhausted` outcomes (replayable dead letters).
+  Every wait is bounded by the request's remaining budget: a Retry-After past it (100000, inf)
+  ends the request as `retries_exhausted` at once, and each attempt has a total deadline within
+  the budget (connectors/deadline.py), so a server trickling its answer cannot hold it open.
+- REJECT (any other status): every event of the request is `rejected_by_api` (no split helps).
 Before each request the 7-day / 10-minute window is checked again; events that aged out while
 waiting come back as `stale_timestamp` / `future_timestamp` and are never restamped.
 
-The client is shared by the sink's worker threads: counters, the 429 limiter and the auth latch
+The client is shared by the sink's worker threads: counters, the 429 limiter and the stop latch
 are guarded by locks. The API key lives only in the session's auth (the Authorization header of
-each request); it never appears in a log record, an exception message or `repr(client)`.
+each request); every message the client makes is masked (transforms/masking.py), so the key
+never appears in a log record, an exception, a dead letter's detail or `repr(client)`.
 """
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import enum
 import json
 import logging
 import random
@@ -30,11 +42,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from connectors.backoff import (
@@ -43,20 +53,64 @@ from connectors.backoff import (
     RetryPolicy,
     parse_retry_after,
 )
+from connectors.deadline import DeadlineAdapter, attempt_deadline
+from connectors.endpoint import Endpoint, InsecureEndpointError, parse_endpoint
 from transforms import reasons
 from transforms.errors import CapiSyncError, ConfigError
-from transforms.events import INTEGRATION_SOURCE, MAX_EVENTS_PER_REQUEST
+from transforms.events import DEFAULT_ENDPOINT, INTEGRATION_SOURCE, MAX_EVENTS_PER_REQUEST
+from transforms.masking import mask_secrets
 from transforms.validate import check_timestamp_window, timestamp_window
 
 _LOG = logging.getLogger(__name__)
 
 CONVERSIONS_KEY_PREFIX = "sk-svcacct-"
 REQUIRED_SCOPE = "ads.third_party_events.write"
-_SPLIT_STATUSES = frozenset({400, 413, 422})
-_AUTH_STATUSES = frozenset({401, 403})
 _MAX_MESSAGE_CHARS = 500
+_SHORTEST_ATTEMPT_S = 0.01     # less time left in the budget than this: not worth a request
 # The strict encoder, for the rare event orjson would change: orjson writes NaN/Infinity as null.
 _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+__all__ = [
+    "DEFAULT_RETRY_POLICY", "Action", "AuthenticationError", "CapiClient", "DeliveryOutcome",
+    "DeliveryResult", "DeliveryStopped", "Endpoint", "InsecureEndpointError", "RetryPolicy",
+    "WrongEndpointError", "delivery_action", "parse_endpoint",
+    "parse_retry_after",
+]
+
+
+class Action(enum.Enum):
+    """What one HTTP answer means for the events of the request (see the module docstring)."""
+
+    ACCEPT = "accept"
+    SPLIT = "split"
+    REJECT = "reject"
+    RETRY = "retry"
+    STOP_AUTH = "stop_auth"
+    STOP_ENDPOINT = "stop_endpoint"
+
+
+# The delivery policy: the first row whose statuses hold the answer's status decides.
+DELIVERY_POLICY: tuple[tuple[range | frozenset[int], Action], ...] = (
+    (range(200, 300), Action.ACCEPT),
+    (range(300, 400), Action.STOP_ENDPOINT),        # redirects are not followed
+    (frozenset({400, 413, 422}), Action.SPLIT),
+    (frozenset({401, 403}), Action.STOP_AUTH),
+    (frozenset({404, 405}), Action.STOP_ENDPOINT),
+    (frozenset({408, 429}), Action.RETRY),
+    (range(500, 600), Action.RETRY),
+)
+NO_ANSWER_ACTION = Action.RETRY     # a timeout or dropped connection: no status at all
+OTHER_STATUS_ACTION = Action.REJECT
+
+
+def delivery_action(status: int | None) -> Action:
+    """The policy's action for an HTTP status (None: the attempt got no answer)."""
+    if status is None:
+        return NO_ANSWER_ACTION
+    for statuses, action in DELIVERY_POLICY:
+        if status in statuses:
+            return action
+    return OTHER_STATUS_ACTION
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
@@ -71,12 +125,17 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return encoded
 
 
-class AuthenticationError(CapiSyncError):
+class DeliveryStopped(CapiSyncError):
+    """The API's answer means no further request can succeed: the run stops, nothing more is
+    sent. Subclasses say why; their messages start with a fixed phrase (pipeline/logs.py)."""
+
+
+class AuthenticationError(DeliveryStopped):
     """The API refused the key (401/403). Fatal: the run stops and nothing more is sent."""
 
 
-class InsecureEndpointError(ConfigError):
-    """A plain http:// endpoint that is not on this machine: the key would travel in clear text."""
+class WrongEndpointError(DeliveryStopped):
+    """The endpoint answered 3xx, 404 or 405: it is not the events API. Fatal like a refused key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,13 +153,15 @@ class DeliveryResult:
     """The outcomes of one `deliver_batch` call (input order) and what it cost on the wire.
 
     `statuses` counts responses by label: "200", "429", ... and "timeout" / "connection_error"
-    for attempts that got no HTTP response.
+    for attempts that got no HTTP response. `suspicious_2xx_bodies` counts 2xx answers whose
+    body was not JSON (their events are accepted; see the module docstring).
     """
 
     outcomes: list[DeliveryOutcome]
     requests: int = 0
     retries: int = 0
     statuses: dict[str, int] = dataclasses.field(default_factory=dict)
+    suspicious_2xx_bodies: int = 0
 
     @property
     def accepted_count(self) -> int:
@@ -118,33 +179,6 @@ def default_user_agent() -> str:
     return f"capi-sync/{client_version()} python-requests/{requests.__version__}"
 
 
-def check_endpoint(endpoint: str) -> None:
-    """Refuses endpoints that would send the key in clear text over the network.
-
-    https:// is always fine; http:// only to loopback (127.0.0.0/8, ::1, localhost), which is
-    where the local emulator listens.
-    """
-    parts = urlsplit(endpoint)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"Endpoint {endpoint!r} is not an http(s) URL; expected e.g. "
-                          "https://bzr.openai.com/v1/events")
-    if not _is_loopback(parts.hostname):
-        raise InsecureEndpointError(
-            f"Refusing plain http:// endpoint {endpoint!r}: the API key would travel unencrypted."
-            " Use https://, or http:// only to a loopback address such as the local emulator.")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclasses.dataclass(frozen=True)
 class _Reply:
     """One attempt's answer: an HTTP status, or None when no response arrived."""
@@ -153,10 +187,12 @@ class _Reply:
     label: str
     message: str
     retry_after_s: float | None = None
+    location: str | None = None        # a 3xx's Location header, masked
+    suspicious: bool = False           # a 2xx whose body is not JSON
 
     @property
-    def transient(self) -> bool:
-        return self.status is None or self.status in (408, 429) or self.status >= 500
+    def action(self) -> Action:
+        return delivery_action(self.status)
 
 
 class CapiClient:
@@ -167,36 +203,41 @@ class CapiClient:
     [True, True]
     """
 
-    def __init__(self, endpoint: str, pixel_id: str, api_key: str, *,
+    def __init__(self, endpoint: Endpoint | str, pixel_id: str, api_key: str, *,
                  validate_only: bool = False, retry: RetryPolicy = DEFAULT_RETRY_POLICY,
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0,
                  max_in_flight: int = 4, user_agent: str | None = None,
                  clock_ms: Callable[[], int] | None = None):
-        check_endpoint(endpoint)
+        parsed = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint)
         if not pixel_id:
             raise ConfigError("A pixel id is required for delivery (--pixel-id)")
         if not api_key or any(ch.isspace() or ord(ch) < 32 for ch in api_key):
             # Checked here because requests would echo the header value in its own error.
             raise ConfigError("The API key is empty or contains whitespace/control characters")
-        self.endpoint = endpoint
+        self.endpoint = parsed.url
         self.pixel_id = pixel_id
         self.validate_only = validate_only
         self.retry = retry
         self.max_in_flight = max_in_flight
         self._api_key = api_key
-        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
-        self._limiter = AdaptiveLimiter(max_in_flight)
+        self._limiter = AdaptiveLimiter(max_in_flight, max_hold_s=retry.max_elapsed_s / 2)
         self._stats: Counter[str] = Counter(requests=0, retries=0)
         self._stats_lock = threading.Lock()
-        self._auth_error: AuthenticationError | None = None
+        self._stop_error: DeliveryStopped | None = None
         self._closed = False
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=max_in_flight, max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
+        if parsed.plain_http:
+            # Loopback only (the emulator). Without this, HTTP_PROXY would send the request,
+            # key included, in clear text to the proxy; no proxy, netrc or CA bundle applies.
+            self._session.trust_env = False
         self._session.auth = _BearerAuth(api_key)
         self._session.headers.update({
             "Content-Type": "application/json",
@@ -214,7 +255,7 @@ class CapiClient:
     @property
     def stats(self) -> dict[str, int]:
         """Snapshot: requests, retries, status_<label> (e.g. status_200, status_timeout),
-        and concurrency_limit (the current AIMD limit)."""
+        suspicious_2xx_bodies, and concurrency_limit (the current AIMD limit)."""
         with self._stats_lock:
             snapshot = dict(self._stats)
         snapshot["concurrency_limit"] = self._limiter.limit
@@ -222,7 +263,7 @@ class CapiClient:
 
     def deliver(self, events: Sequence[dict[str, Any]], pixel_id: str | None = None
                 ) -> list[DeliveryOutcome]:
-        """One outcome per event, in input order. Raises only AuthenticationError (fatal)."""
+        """One outcome per event, in input order. Raises only DeliveryStopped (fatal)."""
         return self.deliver_batch(events, pixel_id).outcomes
 
     def deliver_batch(self, events: Sequence[dict[str, Any]], pixel_id: str | None = None
@@ -233,7 +274,8 @@ class CapiClient:
     def preflight(self) -> None:
         """One validate_only request with a harmless event: checks key, pixel and endpoint.
 
-        Raises AuthenticationError on 401/403 and CapiSyncError on any other failure.
+        Raises AuthenticationError on 401/403, WrongEndpointError on 3xx/404/405 and
+        CapiSyncError on any other failure.
         """
         now_ms = self._clock_ms()
         event = {"id": f"capi-sync-preflight-{now_ms}", "type": "page_viewed",
@@ -259,7 +301,7 @@ class CapiClient:
                  policy: RetryPolicy) -> DeliveryResult:
         if self._closed:
             raise CapiSyncError("CapiClient is closed")
-        self._raise_if_auth_failed()
+        self._raise_if_stopped()
         call = _Call(self, events, pixel_id, validate_only, policy)
         pending = call.encode_events()
         for start in range(0, len(pending), MAX_EVENTS_PER_REQUEST):
@@ -268,9 +310,9 @@ class CapiClient:
 
     # -- shared state, used by _Call from many threads ---------------------------------------
 
-    def _raise_if_auth_failed(self) -> None:
-        if self._auth_error is not None:
-            raise self._auth_error
+    def _raise_if_stopped(self) -> None:
+        if self._stop_error is not None:
+            raise self._stop_error
 
     def _count(self, key: str, amount: int = 1) -> None:
         with self._stats_lock:
@@ -280,46 +322,101 @@ class CapiClient:
         with self._rng_lock:
             return policy.backoff_s(retry_number, self._rng)
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]")
+    def _mask(self, text: str) -> str:
+        return mask_secrets(text, (self._api_key,))
 
-    def _post(self, body: bytes, pixel_id: str) -> _Reply:
-        self._limiter.acquire()
+    def _post(self, body: bytes, pixel_id: str, deadline: float) -> _Reply | None:
+        """One attempt; None when it could not start before `deadline` (Retry-After held
+        every request back past it, or no slot freed up)."""
+        if not self._limiter.acquire(deadline):
+            return None
         reply: _Reply | None = None
         try:
-            self._raise_if_auth_failed()   # another thread may have hit 401 while we waited
-            reply = self._send(body, pixel_id)
+            self._raise_if_stopped()   # another thread may have been stopped while we waited
+            reply = self._send(body, pixel_id, deadline - time.monotonic())
             return reply
         finally:
             if reply is None:
                 self._limiter.release(None, None)
             else:
                 self._limiter.release(reply.status, reply.retry_after_s)
-                with self._stats_lock:
-                    self._stats["requests"] += 1
-                    self._stats[f"status_{reply.label}"] += 1
+                self._count_reply(reply)
 
-    def _send(self, body: bytes, pixel_id: str) -> _Reply:
-        try:
-            response = self._session.post(self.endpoint, params={"pid": pixel_id}, data=body,
-                                          timeout=self._timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            return _Reply(None, "timeout", self._redact(f"timeout: {exc}"))
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            return _Reply(None, "connection_error", self._redact(f"connection error: {exc}"))
-        except requests.RequestException as exc:
-            raise CapiSyncError(self._redact(f"Cannot send to {self.endpoint}: {exc}")) from None
-        status = response.status_code
-        message = "" if 200 <= status < 300 else self._redact(_api_message(response))
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return _Reply(status, str(status), message, retry_after)
-
-    def _latch_authentication_error(self, reply: _Reply) -> AuthenticationError:
+    def _count_reply(self, reply: _Reply) -> None:
         with self._stats_lock:
-            if self._auth_error is None:
-                self._auth_error = AuthenticationError(self._auth_message(reply))
-                _LOG.error("%s", self._auth_error)
-            return self._auth_error
+            self._stats["requests"] += 1
+            self._stats[f"status_{reply.label}"] += 1
+            if not reply.suspicious:
+                return
+            self._stats["suspicious_2xx_bodies"] += 1
+            suspicious = self._stats["suspicious_2xx_bodies"]
+        if suspicious == 1 or suspicious % 1000 == 0:     # the first, then a reminder
+            _LOG.warning("%s (%d such answers so far)", reply.message, suspicious)
+
+    def _send(self, body: bytes, pixel_id: str, budget_left_s: float) -> _Reply:
+        """Sends once, under a total deadline: the budget left, at most connect + read timeout."""
+        total_s = min(budget_left_s, self._connect_timeout_s + self._read_timeout_s)
+        if total_s < _SHORTEST_ATTEMPT_S:
+            return _Reply(None, "timeout", "timeout: no time left in the retry budget")
+        timeout = (min(self._connect_timeout_s, total_s), min(self._read_timeout_s, total_s))
+        with attempt_deadline(total_s) as attempt:
+            try:
+                response = self._session.post(self.endpoint, params={"pid": pixel_id},
+                                              data=body, timeout=timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                return self._no_answer(exc, attempt.expired, total_s)
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if 200 <= status < 300:
+            suspicious = _not_json(response.content)
+            message = self._suspicious_message(response) if suspicious else ""
+            return _Reply(status, str(status), message, retry_after, suspicious=suspicious)
+        location = response.headers.get("Location") if 300 <= status < 400 else None
+        return _Reply(status, str(status), self._mask(_api_message(response)), retry_after,
+                      location=self._mask(location) if location else None)
+
+    def _no_answer(self, exc: requests.RequestException, expired: bool, total_s: float) -> _Reply:
+        if expired:
+            return _Reply(None, "timeout", f"timeout: no complete answer within the attempt's "
+                                           f"deadline of {total_s:.1f}s")
+        if isinstance(exc, requests.Timeout):
+            return _Reply(None, "timeout", self._mask(f"timeout: {exc}"))
+        if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            return _Reply(None, "connection_error", self._mask(f"connection error: {exc}"))
+        raise CapiSyncError(self._mask(f"Cannot send to {self.endpoint}: {exc}")) from None
+
+    def _suspicious_message(self, response: requests.Response) -> str:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        start = " ".join(response.text[:80].split())
+        return self._mask(
+            f"HTTP {response.status_code} from {self.endpoint} with a body that is not JSON "
+            f"({kind}: {start!r}): its events count as accepted (the API's success body is "
+            "undocumented), but a proxy, captive portal or load balancer may have answered "
+            "instead of the API; check --endpoint and the network path, and replay the run if "
+            "nothing arrived")
+
+    def _latch_stop(self, reply: _Reply) -> DeliveryStopped:
+        with self._stats_lock:
+            if self._stop_error is None:
+                if reply.action is Action.STOP_AUTH:
+                    self._stop_error = AuthenticationError(self._auth_message(reply))
+                else:
+                    self._stop_error = WrongEndpointError(self._endpoint_message(reply))
+                _LOG.error("%s", self._stop_error)
+            return self._stop_error
+
+    def _endpoint_message(self, reply: _Reply) -> str:
+        if reply.status is not None and 300 <= reply.status < 400:
+            cause = (f"it redirects to {reply.location or 'an unnamed location'}, and redirects "
+                     "are not followed (the key would go along)")
+        elif reply.status == 405:
+            cause = "it does not take POST here, so this is not the events API"
+        else:
+            cause = "there is no events API at this URL"
+        return (f"Wrong endpoint (HTTP {reply.status} from {self.endpoint}): {cause}. No event "
+                f"was rejected; set --endpoint to the events API (default {DEFAULT_ENDPOINT}) "
+                "and run again. API said: "
+                f"{reply.message!r}. No further requests are sent.")
 
     def _auth_message(self, reply: _Reply) -> str:
         said = reply.message.lower()
@@ -372,12 +469,14 @@ class _Call:
                                separators=(",", ":")).encode("utf-8")[:-1] + b',"events":['
         self.requests = 0
         self.retries = 0
+        self.suspicious = 0
         self.statuses: Counter[str] = Counter()
 
     def result(self) -> DeliveryResult:
         outcomes = [outcome for outcome in self.outcomes if outcome is not None]
         assert len(outcomes) == len(self.events), "every event must have an outcome"
-        return DeliveryResult(outcomes, self.requests, self.retries, dict(self.statuses))
+        return DeliveryResult(outcomes, self.requests, self.retries, dict(self.statuses),
+                              self.suspicious)
 
     def encode_events(self) -> list[int]:
         """Encodes the events (compact UTF-8 JSON); requests are joined from these bytes.
@@ -406,55 +505,66 @@ class _Call:
         return pending
 
     def send_group(self, indices: list[int]) -> None:
-        """Sends these events in one request; on 400/413 isolates the bad ones by bisection."""
+        """Sends these events in one request and acts on the answer as DELIVERY_POLICY says."""
         reply, indices = self._post_with_retries(indices)
         if reply is None:
             return
-        status = reply.status
-        if 200 <= status < 300:
+        action = reply.action
+        if action is Action.ACCEPT:
             for index in indices:
                 self.outcomes[index] = DeliveryOutcome(self.events[index], True)
-        elif status in _AUTH_STATUSES:
-            raise self.client._latch_authentication_error(reply)
-        elif status in _SPLIT_STATUSES and len(indices) > 1:
+        elif action in (Action.STOP_AUTH, Action.STOP_ENDPOINT):
+            raise self.client._latch_stop(reply)
+        elif action is Action.SPLIT and len(indices) > 1:
             middle = len(indices) // 2
             self.send_group(indices[:middle])
             self.send_group(indices[middle:])
-        elif status == 413:
+        elif action is Action.SPLIT and reply.status == 413:
             self._settle(indices, reasons.REJECTED_BY_API,
                          f"HTTP 413: the event alone is too large for a request: {reply.message}")
-        elif status in _SPLIT_STATUSES:
-            self._settle(indices, reasons.REJECTED_BY_API, reply.message or f"HTTP {status}")
-        else:
-            # 3xx, 404, 405, ...: not an event problem, so splitting would not help.
+        elif action is Action.SPLIT:
+            self._settle(indices, reasons.REJECTED_BY_API, reply.message or f"HTTP {reply.status}")
+        else:   # Action.REJECT: not one event's problem, so splitting would not help
             self._settle(indices, reasons.REJECTED_BY_API,
-                         f"HTTP {status} from {self.client.endpoint} (check --endpoint and "
+                         f"HTTP {reply.status} from {self.client.endpoint} (check --endpoint and "
                          f"--pixel-id): {reply.message}")
 
     def _post_with_retries(self, indices: list[int]) -> tuple[_Reply | None, list[int]]:
-        """The final non-transient reply and the events it covers; None once all are settled."""
+        """The final answer that is not RETRY and the events it covers; None once all are
+        settled. Every wait is bounded by what is left of the request's time budget."""
         policy = self.policy
         started = time.monotonic()
+        deadline = started + policy.max_elapsed_s
         attempt = 0
         while True:
             indices = self._drop_outside_window(indices)
             if not indices:
                 return None, []
             body = self._body(indices)
-            reply = self.client._post(body, self.pixel_id)
+            reply = self.client._post(body, self.pixel_id, deadline)
+            if reply is None:
+                self._settle(indices, reasons.RETRIES_EXHAUSTED, self.client._mask(
+                    f"gave up after {attempt} attempts in {time.monotonic() - started:.1f}s: "
+                    "the API asked every request to wait (Retry-After) past this request's "
+                    f"retry budget of {policy.max_elapsed_s:g}s"))
+                return None, []
             self.requests += 1
             self.statuses[reply.label] += 1
-            if not reply.transient:
+            self.suspicious += reply.suspicious
+            if reply.action is not Action.RETRY:
                 return reply, indices
             attempt += 1
             delay = self.client._backoff_s(policy, attempt)
             if reply.retry_after_s is not None:
                 delay = max(delay, reply.retry_after_s)
             elapsed = time.monotonic() - started
-            if attempt >= policy.max_attempts or elapsed + delay > policy.max_elapsed_s:
-                self._settle(indices, reasons.RETRIES_EXHAUSTED,
-                             f"gave up after {attempt} attempts in {elapsed:.1f}s; "
-                             f"last error: {reply.label} {reply.message}".rstrip())
+            if attempt >= policy.max_attempts or delay > deadline - time.monotonic():
+                waited = (f"; Retry-After {reply.retry_after_s:g}s is past the budget left"
+                          if reply.retry_after_s is not None and
+                          reply.retry_after_s > deadline - time.monotonic() else "")
+                self._settle(indices, reasons.RETRIES_EXHAUSTED, self.client._mask(
+                    f"gave up after {attempt} attempts in {elapsed:.1f}s{waited}; "
+                    f"last error: {reply.label} {reply.message}".rstrip()))
                 return None, []
             self.retries += 1
             self.client._count("retries")
@@ -494,6 +604,17 @@ class _Call:
     def _settle(self, indices: list[int], reason: str, detail: str) -> None:
         for index in indices:
             self.outcomes[index] = DeliveryOutcome(self.events[index], False, reason, detail)
+
+
+def _not_json(body: bytes) -> bool:
+    """A non-empty body that does not parse as JSON (an empty 2xx body is not suspicious)."""
+    if not body.strip():
+        return False
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return True
+    return False
 
 
 def _api_message(response: requests.Response) -> str:

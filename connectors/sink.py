@@ -30,7 +30,7 @@ from connectors.capi_client import (
     CapiClient,
     DeliveryResult,
     RetryPolicy,
-    check_endpoint,
+    parse_endpoint,
 )
 from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
 from transforms import metrics
@@ -67,8 +67,7 @@ class DeliverBatches(beam.DoFn):
                  api_key_secret: str | None = None, validate_only: bool = False,
                  max_in_flight: int = 4, retry: RetryPolicy = DEFAULT_RETRY_POLICY,
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0):
-        check_endpoint(endpoint)   # fail at construction, before any data is read
-        self._endpoint = endpoint
+        self._endpoint = parse_endpoint(endpoint)   # fails at construction, before any read
         self._default_pixel_id = default_pixel_id
         self._api_key_env = api_key_env
         self._api_key_secret = api_key_secret
@@ -166,6 +165,8 @@ class DeliverBatches(beam.DoFn):
         _counter(metrics.EVENTS_ACCEPTED).inc(accepted)
         _counter(metrics.REQUESTS).inc(result.requests)
         _counter(metrics.RETRIES).inc(result.retries)
+        if result.suspicious_2xx_bodies:
+            _counter(metrics.SUSPICIOUS_2XX_BODIES).inc(result.suspicious_2xx_bodies)
         for label, count in result.statuses.items():
             _counter(metrics.http_status(label)).inc(count)
         sent: collections.Counter[str] = collections.Counter()

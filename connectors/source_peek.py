@@ -23,18 +23,20 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from connectors import file_source as files
-from connectors.rows import RowChunk, source_ref, to_plain
+from connectors.rows import RowChunk, to_plain
 from connectors.sql_source import (
     DUCKDB,
+    SNOWFLAKE,
     SqlSourceError,
     dialect_of,
     duckdb_path,
+    first_chunk,
     parameter_names,
+    postgresql_reader,
+    query_check_failure,
     query_label,
-    read_duckdb_rows,
-    read_postgresql_rows,
     redact_url,
-    scrub,
+    result_columns,
     to_duckdb_query,
 )
 from transforms.schema_check import (
@@ -128,12 +130,14 @@ def columns_of_sql(url: str, query: str, params: Mapping[str, Any] | None = None
     try:
         if dialect_of(url) == DUCKDB:
             return SourceColumns(label, _duckdb_columns(url, query, params))
-        return SourceColumns(label, _postgresql_columns(url, query, params))
+        if dialect_of(url) == SNOWFLAKE:
+            return SourceColumns(label, columns_from_names(result_columns(url, query, params)))
+        return SourceColumns(label, _postgresql_columns(postgresql_reader(url)[1], query,
+                                                        params))
     except SqlSourceError:
         raise
     except Exception as error:      # the driver's message may quote the URL: scrubbed
-        raise SqlSourceError(f"The SQL query cannot be run on {redact_url(url)}: "
-                             f"{type(error).__name__}: {scrub(str(error), url)}") from None
+        raise query_check_failure(url, error) from None
 
 
 def _duckdb_columns(url: str, query: str, params: Mapping[str, Any] | None) -> tuple[Column, ...]:
@@ -235,12 +239,9 @@ def first_chunks_of_files(patterns: Sequence[str], file_format: str, limit: int
 
 def first_rows_of_sql(url: str, query: str, params: Mapping[str, Any] | None, limit: int
                       ) -> RowChunk:
-    reader = read_duckdb_rows if dialect_of(url) == DUCKDB else read_postgresql_rows
     if dialect_of(url) == DUCKDB and params is not None:
         params = {name: params[name] for name in parameter_names(query)}
-    rows = next(iter(reader(url, query, params, limit)), [])[:limit]
-    origin = f"sql:{query_label(query)}"
-    return RowChunk(rows, [source_ref(origin, n) for n in range(1, len(rows) + 1)])
+    return first_chunk(url, query, params, limit)
 
 
 def first_rows_of_bigquery(table: str | None, query: str | None, project: str | None,

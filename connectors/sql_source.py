@@ -26,25 +26,30 @@ str, bytes -> hex (see connectors.rows.to_plain).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from connectors.rows import RowChunk, arrow_batch_to_rows, source_ref, to_plain
+from connectors.rows import RowChunk, rebatch, source_ref, to_plain
 from transforms import metrics
+from transforms.arrow_rows import json_column
 from transforms.errors import CapiSyncError, ConfigError
 
 _LOG = logging.getLogger(__name__)
 
-DUCKDB, POSTGRESQL = "duckdb", "postgresql"
-_SCHEMES = {"duckdb": DUCKDB, "postgresql": POSTGRESQL, "postgres": POSTGRESQL}
+DUCKDB, POSTGRESQL, SNOWFLAKE = "duckdb", "postgresql", "snowflake"
+_SCHEMES = {"duckdb": DUCKDB, "postgresql": POSTGRESQL, "postgres": POSTGRESQL,
+            "snowflake": SNOWFLAKE}
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _FIRST_TABLE = re.compile(r'\bfrom\s+((?:"[^"]+"|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|[\w$]+))*)',
                           re.IGNORECASE)
@@ -70,8 +75,8 @@ def redact_url(url: str) -> str:
         user_info, host = netloc.rsplit("@", 1)
         netloc = f"{user_info.split(':', 1)[0]}:{_REDACTED}@{host}"
     query = parts.query
-    if query:
-        options = parse_qsl(query, keep_blank_values=True)
+    options = parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in options):
         query = urlencode([(key, _REDACTED if key.lower() == "password" else value)
                            for key, value in options], safe="*")
     if netloc == parts.netloc and query == parts.query:
@@ -104,8 +109,9 @@ def dialect_of(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
         raise ConfigError(
-            f"Unsupported SQL URL {redact_url(url)!r}: use duckdb:///path/to/file.db or "
-            f"postgresql://user@host:5432/database (Redshift: its postgresql:// endpoint)."
+            f"Unsupported SQL URL {redact_url(url)!r}: use duckdb:///path/to/file.db, "
+            f"postgresql://user@host:5432/database (Redshift: its postgresql:// endpoint) or "
+            f"snowflake://user@account/database/schema?warehouse=WH."
         )
     return _SCHEMES[scheme]
 
@@ -142,8 +148,12 @@ def query_label(query: str) -> str:
     return re.sub(r'\s+|"', "", match.group(1))
 
 
-def read_duckdb_rows(url: str, query: str, params: Mapping[str, Any] | None,
-                 chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+def open_duckdb(url: str) -> Any:
+    """A read-only connection to the DuckDB file of `url`, its progress bar off.
+
+    DuckDB draws a progress bar on stdout for queries that take a few seconds; in a pipeline
+    that is noise in the job's output (and in a report piped to a file).
+    """
     import duckdb
 
     path = duckdb_path(url)
@@ -153,29 +163,144 @@ def read_duckdb_rows(url: str, query: str, params: Mapping[str, Any] | None,
             f"Write duckdb:///relative/path.db or duckdb:////absolute/path.db."
         )
     connection = duckdb.connect(path, read_only=path != ":memory:")
+    connection.execute("SET enable_progress_bar = false")   # a session setting, not a global
+    return connection
+
+
+def _duckdb_relation(connection: Any, query: str, params: Mapping[str, Any] | None) -> Any:
+    if params is not None:      # pyformat mode: %(name)s and %% are rewritten
+        relation = connection.sql(to_duckdb_query(query), params=dict(params) or None)
+    else:
+        relation = connection.sql(query)
+    if relation is None:
+        raise ConfigError("The SQL query returned no result set; give a SELECT.")
+    return relation
+
+
+def read_duckdb_batches(url: str, query: str, params: Mapping[str, Any] | None,
+                        chunk_size: int) -> Iterator[pa.RecordBatch]:
+    """DuckDB's own Arrow record-batch reader, `chunk_size` rows a batch; JSON columns marked
+    as JSON (DuckDB hands them over as plain text) so they arrive parsed."""
+    connection = open_duckdb(url)
     try:
-        if params is not None:      # pyformat mode: %(name)s and %% are rewritten
-            relation = connection.sql(to_duckdb_query(query), params=dict(params) or None)
-        else:
-            relation = connection.sql(query)
-        if relation is None:
-            raise SqlSourceError("The SQL query returned no result set; give a SELECT.")
-        json_columns = [name for name, kind in zip(relation.columns, relation.types, strict=True)
-                        if str(kind) == "JSON"]
-        for batch in relation.to_arrow_reader(chunk_size):
-            for offset in range(0, batch.num_rows, chunk_size):
-                rows = arrow_batch_to_rows(batch.slice(offset, chunk_size))
-                for row in rows:
-                    for name in json_columns:
-                        if isinstance(row[name], str):
-                            row[name] = json.loads(row[name])
-                yield rows
+        relation = _duckdb_relation(connection, query, params)
+        json_columns = {index for index, kind in enumerate(relation.types) if str(kind) == "JSON"}
+        for batch in rebatch(relation.to_arrow_reader(chunk_size), chunk_size):
+            if json_columns:
+                batch = pa.RecordBatch.from_arrays(
+                    [json_column(column) if index in json_columns else column
+                     for index, column in enumerate(batch.columns)],
+                    names=batch.schema.names)
+            yield batch
     finally:
         connection.close()
 
 
+ADBC, CURSOR = "adbc", "cursor"
+_READER_OPTION = "reader"               # postgresql://...?reader=cursor (ours; not sent to libpq)
+_REDSHIFT_HOSTS = (".redshift.amazonaws.com", ".redshift-serverless.amazonaws.com")
+_BATCH_HINT_BYTES = str(8 << 20)        # ADBC sizes its batches in bytes; rebatch() counts rows
+# What the ADBC driver says when the server speaks the protocol but lacks what it needs (no
+# COPY (query) TO STDOUT in binary, or an old pg_type catalog: Redshift and other forks).
+_ADBC_UNSUPPORTED = ("could not begin COPY", "Failed to build type mapping table",
+                     "FROM pg_catalog.pg_type", "binary format")
+
+
+def postgresql_reader(url: str) -> tuple[str, str]:
+    """(reader, the URL for the driver): `?reader=adbc|cursor` chooses, else ADBC except for a
+    Redshift host (its COPY has no binary format and no query form)."""
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    chosen = [value.lower() for key, value in options if key == _READER_OPTION]
+    if chosen and chosen[-1] not in (ADBC, CURSOR):
+        raise ConfigError(f"{redact_url(url)}: reader={chosen[-1]!r} is not a reader; use "
+                          f"reader=adbc (Arrow, COPY) or reader=cursor (server-side cursor)")
+    rest = [(key, value) for key, value in options if key != _READER_OPTION]
+    driver_url = url if not chosen else (
+        f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{urlencode(rest)}" if rest else ""))
+    if chosen:
+        return chosen[-1], driver_url
+    host = (parts.hostname or "").lower()
+    return (CURSOR if host.endswith(_REDSHIFT_HOSTS) else ADBC), driver_url
+
+
+def render_literals(query: str, params: Mapping[str, Any] | None) -> str:
+    """`%(since)s` -> a typed SQL literal quoted by psycopg (`'2026-03-01 00:00:00+00:00'::
+    timestamptz`), `%%` -> `%`. COPY takes no bound parameters, and a query with bound
+    parameters is fetched whole by the ADBC driver, so the values are quoted client-side, the
+    way psycopg's ClientCursor binds them; without params the query is sent as written."""
+    if params is None:
+        return query
+    from psycopg import sql
+
+    def literal(match: re.Match) -> str:
+        name = match.group(1)
+        return sql.Literal(params[name]).as_string(None) if name else "%"
+
+    return _PLACEHOLDER.sub(literal, query)
+
+
+def _with_application_name(url: str) -> str:
+    if "application_name=" in url:
+        return url
+    return url + ("&" if urlsplit(url).query else "?") + "application_name=capi-sync"
+
+
+def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | None,
+                            chunk_size: int) -> Iterator[pa.RecordBatch | list[dict[str, Any]]]:
+    """PostgreSQL through the ADBC driver (COPY ... TO STDOUT in binary, streamed as Arrow), or
+    the server-side cursor when `reader=cursor`, for a Redshift host, or when the ADBC driver
+    finds the server lacks what it needs before the first row (logged as a warning)."""
+    reader, driver_url = postgresql_reader(url)
+    if reader == CURSOR:
+        yield from read_postgresql_rows(driver_url, query, params, chunk_size)
+        return
+    import adbc_driver_postgresql.dbapi as adbc_postgresql
+
+    try:
+        connection = adbc_postgresql.connect(_with_application_name(driver_url))
+    except Exception as error:
+        if not _adbc_unsupported(error):
+            raise
+        yield from _fall_back(driver_url, query, params, chunk_size, error)
+        return
+    try:
+        cursor = connection.cursor()
+        cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": _BATCH_HINT_BYTES})
+        try:
+            cursor.execute(render_literals(_without_final_semicolon(query), params))
+            batches = cursor.fetch_record_batch()
+        except Exception as error:
+            if not _adbc_unsupported(error):
+                raise
+            yield from _fall_back(driver_url, query, params, chunk_size, error)
+            return
+        yield from rebatch(batches, chunk_size)
+    finally:
+        connection.close()
+
+
+def _without_final_semicolon(query: str) -> str:
+    """`SELECT ... ;` -> `SELECT ...`: the driver wraps the query in COPY (...) TO STDOUT."""
+    return re.sub(r"[\s;]+$", "", query)
+
+
+def _adbc_unsupported(error: Exception) -> bool:
+    return any(marker in str(error) for marker in _ADBC_UNSUPPORTED)
+
+
+def _fall_back(url: str, query: str, params: Mapping[str, Any] | None, chunk_size: int,
+               error: Exception) -> Iterator[list[dict[str, Any]]]:
+    _LOG.warning("The ADBC PostgreSQL driver cannot read from %s (%s); reading through a "
+                 "server-side cursor instead (add ?reader=cursor to the URL to skip the try).",
+                 redact_url(url), scrub(str(error).splitlines()[0], url))
+    yield from read_postgresql_rows(url, query, params, chunk_size)
+
+
 def read_postgresql_rows(url: str, query: str, params: Mapping[str, Any] | None,
-                     chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+                         chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The fallback reader: psycopg's server-side (named) cursor, `chunk_size` rows a FETCH."""
     import psycopg
     from psycopg.rows import dict_row
 
@@ -188,14 +313,141 @@ def read_postgresql_rows(url: str, query: str, params: Mapping[str, Any] | None,
                 yield [{key: to_plain(value) for key, value in row.items()} for row in rows]
 
 
-_READERS = {DUCKDB: read_duckdb_rows, POSTGRESQL: read_postgresql_rows}
+def _snowflake_batches(url: str, query: str, params: Mapping[str, Any] | None,
+                       chunk_size: int) -> Iterator[pa.RecordBatch]:
+    from connectors.snowflake_source import read_snowflake_batches
+    return read_snowflake_batches(url, query, params, chunk_size)
+
+
+_READERS = {DUCKDB: read_duckdb_batches, POSTGRESQL: read_postgresql_batches,
+            SNOWFLAKE: _snowflake_batches}
+
+
+def first_chunk(url: str, query: str, params: Mapping[str, Any] | None, limit: int
+                ) -> RowChunk:
+    """The query's first `limit` rows as the pipeline's reader gives them (for a preview); the
+    rest is not read."""
+    origin = f"sql:{query_label(query)}"
+    reads = _READERS[dialect_of(url)](url, query, params, limit)
+    try:
+        read = next(iter(reads), None)
+    finally:
+        reads.close()
+    if read is None:
+        return RowChunk([], [])
+    if isinstance(read, pa.RecordBatch):
+        return RowChunk.of_arrow(read, origin, 1)
+    return RowChunk(read, [source_ref(origin, n) for n in range(1, len(read) + 1)])
+
+
+def result_columns(url: str, query: str, params: Mapping[str, Any] | None = None) -> list[str]:
+    """The names of the columns `query` returns, in order, without reading a row.
+
+    The database plans the query (DuckDB binds it, PostgreSQL and Snowflake describe it), so a
+    wrong table or column name is a ConfigError here, before the pipeline starts; an
+    unreachable server or refused login is a SqlSourceError. Neither message holds a password.
+    """
+    dialect = dialect_of(url)
+    try:
+        if dialect == DUCKDB:
+            connection = open_duckdb(url)
+            try:
+                return list(_duckdb_relation(connection, query, params).columns)
+            finally:
+                connection.close()
+        if dialect == SNOWFLAKE:
+            from connectors.snowflake_source import snowflake_result_columns
+            return snowflake_result_columns(url, query, params)
+        return _postgresql_result_columns(url, query, params)
+    except CapiSyncError as error:
+        raise type(error)(scrub(str(error), url)) from None
+    except Exception as error:
+        raise query_check_failure(url, error) from None
+
+
+def query_check_failure(url: str, error: Exception) -> CapiSyncError:
+    """What a failed check of the query (before any read) says: a ConfigError when the query
+    itself is wrong (an unknown table or column, a syntax error), else a SqlSourceError (the
+    server cannot be reached, the login is refused). No password in either."""
+    message = scrub(str(error).strip(), url)
+    if _is_query_error(error):
+        return ConfigError(f"The SQL query cannot run on {redact_url(url)}: {message} "
+                           f"(check the table and column names in --sql-query)")
+    return SqlSourceError(f"Cannot reach {redact_url(url)} to check the query: "
+                          f"{type(error).__name__}: {message}")
+
+
+def _postgresql_result_columns(url: str, query: str, params: Mapping[str, Any] | None
+                               ) -> list[str]:
+    import psycopg
+
+    _, driver_url = postgresql_reader(url)
+    with psycopg.connect(driver_url, application_name="capi-sync") as connection:
+        # libpq's describe: the server parses and plans the statement, and runs nothing.
+        pgconn = connection.pgconn
+        for result in (pgconn.prepare(b"", render_literals(query, params).encode()),
+                       pgconn.describe_prepared(b"")):
+            if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                raise _DescribeError(result.error_message.decode(errors="replace"),
+                                     result.error_field(psycopg.pq.DiagnosticField.SQLSTATE))
+        return [result.fname(index).decode() for index in range(result.nfields)]
+
+
+class _DescribeError(Exception):
+    def __init__(self, message: str, sqlstate: bytes | None) -> None:
+        super().__init__(message)
+        self.sqlstate = (sqlstate or b"").decode()
+
+
+def _is_query_error(error: Exception) -> bool:
+    """A mistake in the query itself (SQLSTATE class 42, DuckDB's binder/catalog/parser)."""
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    if sqlstate.startswith(("42", "0A")):
+        return True
+    return type(error).__name__ in ("CatalogException", "BinderException", "ParserException")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpilledChunk:
+    """A chunk the reader wrote to a local Arrow IPC file: what crosses the Reshuffle when the
+    workers share the reader's disk (DirectRunner), instead of the rows themselves."""
+
+    path: str
+    origin: str
+    first_row: int
+
+
+def spill(batch: pa.RecordBatch, directory: str, index: int, origin: str, first_row: int
+          ) -> SpilledChunk:
+    path = os.path.join(directory, f"chunk-{index:08d}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return SpilledChunk(path, origin, first_row)
+
+
+def load_spilled(spilled: SpilledChunk) -> RowChunk:
+    """The chunk back from its file, which is then removed (and its directory with the last)."""
+    with pa.OSFile(spilled.path, "rb") as source:
+        batch = pa.ipc.open_file(source).get_batch(0)
+    os.remove(spilled.path)
+    try:
+        os.rmdir(os.path.dirname(spilled.path))
+    except OSError:      # other chunks are still there
+        pass
+    return RowChunk.of_arrow(batch, spilled.origin, spilled.first_row)
+
+
+class _LoadSpilledFn(beam.DoFn):
+    def process(self, element: RowChunk | SpilledChunk) -> Iterator[RowChunk]:
+        yield load_spilled(element) if isinstance(element, SpilledChunk) else element
 
 
 class _ReadSqlFn(beam.DoFn):
     """query -> RowChunks. Runs on one worker; the connection lives only as long as the read."""
 
     def __init__(self, url: str, params: Mapping[str, Any] | None, chunk_size: int,
-                 label: str) -> None:
+                 label: str, spill: bool = False) -> None:
+        self._spill = spill
         self._url = url
         self._params = None if params is None else dict(params)
         self._chunk_size = chunk_size
@@ -205,16 +457,40 @@ class _ReadSqlFn(beam.DoFn):
     def __repr__(self) -> str:
         return f"_ReadSqlFn({redact_url(self._url)!r}, label={self._label!r})"
 
-    def process(self, query: str) -> Iterator[RowChunk]:
+    def process(self, query: str) -> Iterator[RowChunk | SpilledChunk]:
+        if not self._spill:
+            yield from self._chunks(query, None)
+            return
+        directory = tempfile.mkdtemp(prefix="capi-sync-sql-")
+        try:
+            yield from self._chunks(query, directory)
+        except BaseException:
+            # The read step failed: no later step has read a chunk; take them all away.
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        try:
+            os.rmdir(directory)          # nothing was spilled (an empty result, or row dicts)
+        except OSError:
+            pass
+
+    def _chunks(self, query: str, directory: str | None) -> Iterator[RowChunk | SpilledChunk]:
         origin = f"sql:{self._label}"
         reader = _READERS[dialect_of(self._url)]
         row_number = 1
         try:
-            for rows in reader(self._url, query, self._params, self._chunk_size):
-                sources = [source_ref(origin, row_number + offset) for offset in range(len(rows))]
-                row_number += len(rows)
-                self._rows_read.inc(len(rows))
-                yield RowChunk(rows, sources)
+            for index, read in enumerate(reader(self._url, query, self._params,
+                                                self._chunk_size)):
+                if isinstance(read, pa.RecordBatch):     # the columnar path, as Parquet's
+                    count = read.num_rows
+                    chunk = (spill(read, directory, index, origin, row_number) if directory
+                             else RowChunk.of_arrow(read, origin, row_number))
+                else:                                    # the server-side cursor's row dicts
+                    count = len(read)
+                    chunk = RowChunk(read, [source_ref(origin, row_number + offset)
+                                            for offset in range(count)])
+                row_number += count
+                self._rows_read.inc(count)
+                yield chunk
         except SqlSourceError as error:
             raise SqlSourceError(scrub(str(error), self._url)) from None
         except Exception as error:
@@ -227,6 +503,17 @@ class _ReadSqlFn(beam.DoFn):
         _LOG.info("Read %d rows from %s (%s).", row_number - 1, origin, redact_url(self._url))
 
 
+_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "SwitchingDirectRunner",
+                  "BundleBasedDirectRunner", "FnApiRunner", "PrismRunner", "prism")
+
+
+def _runs_locally(pipeline: beam.Pipeline) -> bool:
+    """Whether every worker runs on this machine (DirectRunner and its relatives)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    runner = pipeline.options.view_as(StandardOptions).runner
+    return runner in _LOCAL_RUNNERS or type(pipeline.runner).__name__ in _LOCAL_RUNNERS[2:]
+
+
 class ReadSql(beam.PTransform):
     """A SQL query -> PCollection[RowChunk] (see the module docstring for URLs and params).
 
@@ -237,14 +524,22 @@ class ReadSql(beam.PTransform):
         incremental filter (`WHERE updated_at > %(since)s`).
       chunk_size: rows fetched per round trip and per RowChunk.
       label: the name in source references (default: the first table after FROM).
+      check_query: plan the query when the graph is built (`result_columns`), so a wrong table
+        or column is a ConfigError in the launcher rather than a failed worker.
     """
 
     def __init__(self, url: str, query: str, params: Mapping[str, Any] | None = None,
-                 chunk_size: int = 5000, label: str | None = None) -> None:
+                 chunk_size: int = 5000, label: str | None = None,
+                 check_query: bool = True) -> None:
         super().__init__()
         dialect = dialect_of(url)
         if dialect == DUCKDB:
             duckdb_path(url)
+        elif dialect == POSTGRESQL:
+            postgresql_reader(url)
+        elif dialect == SNOWFLAKE:
+            from connectors.snowflake_source import snowflake_options
+            snowflake_options(url)
         if not query or not query.strip():
             raise ConfigError("The SQL query is empty.")
         if chunk_size < 1:
@@ -263,18 +558,28 @@ class ReadSql(beam.PTransform):
         self._params = params
         self._chunk_size = chunk_size
         self._label = label or query_label(query)
+        self._check_query = check_query
 
     def __repr__(self) -> str:
         return f"ReadSql({redact_url(self._url)!r}, label={self._label!r})"
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
+        if self._check_query:   # a wrong table fails here, in the launcher, before any read
+            result_columns(self._url, self._query, self._params)
+        # A local runner holds what crosses a Reshuffle in the launcher's memory (the whole
+        # table); its workers share one disk, so the chunks go there and only their file
+        # names are shuffled. Dataflow's shuffle service spills by itself.
+        spill_locally = _runs_locally(pbegin.pipeline)
+        chunks = (
             pbegin
             | "SqlQuery" >> beam.Create([self._query])
-            | "RunQuery" >> beam.ParDo(
-                _ReadSqlFn(self._url, self._params, self._chunk_size, self._label))
+            | "RunQuery" >> beam.ParDo(_ReadSqlFn(self._url, self._params, self._chunk_size,
+                                                  self._label, spill=spill_locally))
             | "SpreadChunks" >> beam.Reshuffle()
         )
+        if spill_locally:
+            chunks = chunks | "LoadChunks" >> beam.ParDo(_LoadSpilledFn())
+        return chunks
 
     def display_data(self) -> dict[str, Any]:
         return {"url": redact_url(self._url), "label": self._label,

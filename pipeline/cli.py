@@ -4,6 +4,7 @@
     capi-sync demo                      # the real pipeline on the bundled example + emulator
     capi-sync preview --input x.parquet # the first rows mapped and hashed; nothing is sent
     capi-sync --print-default-mapping   # the default mapping, to copy and edit
+    capi-sync --print-mapping ga4       # a preset (ga4, segment, rudderstack, snowplow, shopify)
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import gc
 import os
 import signal
 import sys
+import threading
 
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
+from transforms.masking import mask_secrets
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
 EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
@@ -30,7 +33,9 @@ def _help_text() -> str:
         description="Send warehouse/Parquet conversions to the OpenAI Conversions API.",
         epilog="Also: `capi-sync preview <source options> [--mapping FILE] [--rows 5]` (the "
                "first rows mapped, nothing sent, no key), `capi-sync demo` (bundled example + "
-               "emulator), `capi-sync --print-default-mapping`. Beam's own options (--runner, --project, ...) pass through.")
+               "emulator), `capi-sync --print-default-mapping`,"
+               " `capi-sync --print-mapping ga4`. Beam's own options (--runner, --project, ...)"
+               " pass through.")
     CapiSyncOptions._add_argparse_args(parser)
     return parser.format_help()
 
@@ -51,16 +56,35 @@ def main(argv: list[str] | None = None) -> int:
         from transforms.mapping import default_mapping_text
         print(default_mapping_text(), end="")
         return 0
+    if "--print-mapping" in argv:
+        return _print_preset(argv)
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
     from pipeline.warm_workers import POOL, planned_worker_processes
-    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c)
+    # Only the main thread may set a signal handler (tests call main() from a thread too).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c) if in_main_thread else None
     POOL.start(planned_worker_processes(argv))
     try:
         return _run(argv)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         POOL.close()
+
+
+def _print_preset(argv: list[str]) -> int:
+    from transforms.mapping import preset_text
+    from transforms.mapping_schema import PRESET_FILES
+
+    at = argv.index("--print-mapping")
+    name = argv[at + 1] if at + 1 < len(argv) else None
+    if name not in PRESET_FILES:
+        print(f"capi-sync: --print-mapping needs a preset name: {', '.join(PRESET_FILES)}"
+              f" (got {name!r})", file=sys.stderr)
+        return 2
+    print(preset_text(name), end="")
+    return 0
 
 
 INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and no watermark "
@@ -76,7 +100,7 @@ def _stop_on_ctrl_c(signum, frame) -> None:
     after the run, each by an atomic rename, and dead letters only become files when Beam
     renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
     """
-    from pipeline.warm_workers import POOL     # imported before this handler was installed
+    from pipeline.warm_workers import POOL  # imported before this handler was installed
 
     print(INTERRUPTED, file=sys.stderr, flush=True)
     POOL.kill_all()
@@ -92,24 +116,28 @@ def _run(argv: list[str]) -> int:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
             outcome = runner.run(argv)
     except ConfigError as exc:
-        print(f"capi-sync: configuration error: {exc}\n{USAGE_HINT}", file=sys.stderr)
+        _error(f"configuration error: {exc}\n{USAGE_HINT}")
         return runner.EXIT_CONFIG
     except runner.RunStopped as exc:
-        print(f"capi-sync: run stopped: {exc}", file=sys.stderr)
+        _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
     except AuthenticationError as exc:   # the preflight's refused key, before any read
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_AUTH
     except CapiSyncError as exc:
-        print(f"capi-sync: {exc}", file=sys.stderr)
+        _error(str(exc))
         return runner.EXIT_CONFIG
-    print(format_summary(outcome.report))
+    print(mask_secrets(format_summary(outcome.report)))
     for problem in outcome.not_saved:
-        print(f"capi-sync: not saved: {problem}", file=sys.stderr)
+        _error(f"not saved: {problem}")
     if outcome.failure:
-        print(f"capi-sync: run failed (exit {outcome.exit_code}): {outcome.failure}",
-              file=sys.stderr)
+        _error(f"run failed (exit {outcome.exit_code}): {outcome.failure}")
     return outcome.exit_code
+
+
+def _error(message: str) -> None:
+    """One error line on stderr, as every message the program writes: keys masked."""
+    print(mask_secrets(f"capi-sync: {message}"), file=sys.stderr)
 
 
 def _preview(argv: list[str]) -> int:
@@ -119,9 +147,9 @@ def _preview(argv: list[str]) -> int:
         result = preview(argv)
     except CapiSyncError as exc:
         kind = "configuration error: " if isinstance(exc, ConfigError) else ""
-        print(f"capi-sync preview: {kind}{exc}", file=sys.stderr)
+        print(mask_secrets(f"capi-sync preview: {kind}{exc}"), file=sys.stderr)
         return runner.EXIT_CONFIG
-    print(format_preview(result))
+    print(mask_secrets(format_preview(result)))
     if not result.rows:
         print("capi-sync preview: no row was read: the input matched no file or the query "
               "returned no row", file=sys.stderr)

@@ -53,9 +53,16 @@ class SyncToCapi(beam.PTransform):
             event_lists, dead_letters = replayed.events, {"replay": replayed[steps.DEAD_LETTERS]}
         else:
             chunks, unreadable = _read_rows(pbegin, run)
+            map_step = steps.MapRowsToEvents(run.mapping_plan, run.filter_since_ms,
+                                             opts.progress_seconds)
+            if run.mapping_plan.group_by is not None:   # group_by: rows of a key -> one event
+                chunks = (chunks
+                          | "KeyRowsByGroup" >> beam.ParDo(steps.KeyRowsByGroup(run.mapping_plan))
+                          | "GroupRowsByKey" >> beam.GroupByKey())
+                map_step = steps.MapGroupsToEvents(run.mapping_plan, run.filter_since_ms,
+                                                   opts.progress_seconds)
             mapped = (chunks
-                      | "MapToEvents" >> beam.ParDo(steps.MapRowsToEvents(
-                          run.mapping_plan, run.filter_since_ms, opts.progress_seconds))
+                      | "MapToEvents" >> beam.ParDo(map_step)
                       .with_output_types(EventList).with_outputs(steps.DEAD_LETTERS, main="events"))
             event_lists, dead_letters = mapped.events, {"mapping": mapped[steps.DEAD_LETTERS]}
             if unreadable is not None:

@@ -1,9 +1,10 @@
 """Incremental scheduled syncs: --since and the watermark state file.
 
 The watermark is the start time of the last run that finished with no `retries_exhausted` dead
-letters (and whose state file no other run advanced meanwhile: see `write_watermark`). The next run reads rows at or after it (pushed down to SQL/BigQuery as the `since`
-parameter). The lower bound is never earlier than the API's 7-day window: older rows would only
-be rejected as stale, so they are not read at all.
+letters (and whose state file no other run advanced meanwhile: see `write_watermark`). The next
+run reads rows at or after it (pushed down to SQL/BigQuery as the `since` parameter). The lower
+bound is never earlier than the API's 7-day window: older rows would only be rejected as stale,
+so they are not read at all.
 """
 from __future__ import annotations
 
@@ -59,14 +60,20 @@ def read_watermark(path: str, now: dt.datetime) -> dt.datetime | None:
     return watermark
 
 
+_MAX_STATE_BYTES = 1 << 16    # a watermark file is ~300 bytes
+
+
 def _read_state(path: str) -> bytes | None:
     if not FileSystems.exists(path):
         return None
     try:
         with FileSystems.open(path) as handle:
-            return handle.read()
+            raw = handle.read(_MAX_STATE_BYTES + 1)     # /dev/zero would never end
     except OSError as error:          # a directory, no permission, ... (BeamIOError included)
         raise _not_a_state_file(path, f"it cannot be read ({_reason(error)})") from None
+    if len(raw) > _MAX_STATE_BYTES:
+        raise _not_a_state_file(path, f"it is larger than {_MAX_STATE_BYTES:,} bytes")
+    return raw
 
 
 def _parse_state(path: str, raw: bytes) -> dt.datetime:

@@ -4,12 +4,18 @@ Under DirectRunner's multi_processing mode, worker log records reach the launche
 of protobuf text ("Worker: severity: INFO timestamp {...} message: "..." log_location: ...").
 This filter turns ours back into plain lines ("worker: progress ...") and drops Beam's own
 INFO-level worker noise and two known harmless warnings.
+
+Every line the console handlers write, and everything written through `WithoutAuthTracebacks`,
+goes through `transforms.masking.mask_secrets`: a key-like string never reaches the terminal
+or a log collector, whichever library logged it (a Beam warning quoting argv, a traceback).
 """
 from __future__ import annotations
 
 import ast
 import logging
 import re
+
+from transforms.masking import mask_secrets
 
 WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
 FILE_SINK_LOGGER = "apache_beam.io.filebasedsink"
@@ -20,10 +26,17 @@ _HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args"
              "No shards found to finalize")   # a step without dead letters writes no file
 
 
-# A refused key stops the run: the client logs one line, the command line prints the cause, and
-# Beam would add a traceback per bundle that was running (hundreds of lines).
+# A refused key or a wrong endpoint stops the run: the client logs one line, the command line
+# prints the cause, and Beam would add a traceback per bundle that was running (hundreds of lines).
 AUTH_FAILED = "Authentication failed ("   # how connectors.capi_client words it (401 or 403)
-_RESTATED_AUTH_ERROR = f"AuthenticationError: {AUTH_FAILED}"
+WRONG_ENDPOINT = "Wrong endpoint ("       # ... and a 3xx, 404 or 405 (WrongEndpointError)
+STOP_MARKERS = (AUTH_FAILED, WRONG_ENDPOINT)
+_RESTATED_STOP_ERRORS = (f"AuthenticationError: {AUTH_FAILED}",
+                         f"WrongEndpointError: {WRONG_ENDPOINT}")
+
+
+def _restates_stop_error(text: str) -> bool:
+    return any(restated in text for restated in _RESTATED_STOP_ERRORS)
 
 
 class WorkerLogFilter(logging.Filter):
@@ -39,7 +52,7 @@ class WorkerLogFilter(logging.Filter):
         ours = location is not None and any(p in location.group(1) for p in _OUR_PACKAGES)
         if any(noise in body for noise in _HARMLESS) or (not ours and record.levelno < logging.WARNING):
             return False
-        if not ours and _RESTATED_AUTH_ERROR in body:
+        if not ours and _restates_stop_error(body):
             return False    # Beam's tracebacks of it: the client logged it, the CLI prints it
         record.msg, record.args = "worker: %s", (body,)
         return True
@@ -56,18 +69,36 @@ def configure_console_logging() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, BeamAuthErrorFilter) for f in handler.filters):
             handler.addFilter(BeamAuthErrorFilter())
+        if not isinstance(handler.formatter, MaskingFormatter):
+            handler.setFormatter(MaskingFormatter(handler.formatter))
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats as the wrapped formatter does, then masks key-like strings in the whole text
+    (message, arguments and traceback alike)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(self._inner.format(record))
 
 
 class BeamAuthErrorFilter(logging.Filter):
-    """Drops Beam's own records of a refused key (a traceback each) when it runs in-process."""
+    """Drops Beam's own records of a refused key or wrong endpoint (a traceback each) when it
+    runs in-process."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name.startswith("apache_beam.") and not str(record.msg).startswith(
-            "worker: ") and AUTH_FAILED in record.getMessage())
+        if not record.name.startswith("apache_beam.") or str(record.msg).startswith("worker: "):
+            return True
+        message = record.getMessage()
+        return not any(marker in message for marker in STOP_MARKERS)
 
 
 class WithoutAuthTracebacks:
-    """A text stream that drops the tracebacks Beam's SDK harness prints for a refused key.
+    """A text stream that masks key-like strings and drops the tracebacks Beam's SDK harness
+    prints for a refused key.
 
     The harness prints each failed bundle's traceback straight to stderr (sdk_worker._execute),
     besides logging it; a refused key fails every running bundle at once, so the one line that
@@ -81,11 +112,12 @@ class WithoutAuthTracebacks:
     def write(self, text: str) -> int:
         # print() writes the text, then its "\n" separately: both go
         dropped, self._dropped = self._dropped, False
-        if (text.startswith("Traceback") and _RESTATED_AUTH_ERROR in text) or \
+        if (text.startswith("Traceback") and _restates_stop_error(text)) or \
                 (dropped and text == "\n"):
             self._dropped = text != "\n"
             return len(text)
-        return self._stream.write(text)
+        self._stream.write(mask_secrets(text))
+        return len(text)
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from connectors.capi_client import check_endpoint
+from connectors.endpoint import parse_endpoint
 from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
@@ -23,7 +23,6 @@ INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{3,}")
 
 
 class CapiSyncOptions(PipelineOptions):
@@ -101,7 +100,9 @@ class CapiSyncOptions(PipelineOptions):
 
         mapping = parser.add_argument_group("mapping")
         mapping.add_argument(
-            "--mapping", default=None, metavar="FILE", help="YAML mapping file; omitted = the default mapping"
+            "--mapping", default=None, metavar="FILE|PRESET",
+            help="YAML mapping file, or a preset: ga4, segment, rudderstack, snowplow, shopify;"
+                 " omitted = the default mapping"
         )
 
         delivery = parser.add_argument_group("delivery")
@@ -245,7 +246,7 @@ def _beam_parser(options: PipelineOptions) -> argparse.ArgumentParser:
 
 
 def _refuse(message: str) -> None:
-    raise ConfigError(mask_keys(message))
+    raise ConfigError(message)   # masked by ConfigError itself (transforms/masking.py)
 
 
 def parse_options(argv: Sequence[str]) -> PipelineOptions:
@@ -287,11 +288,6 @@ def _unparsed_message(unparsed: list[str], parser: argparse.ArgumentParser) -> s
     listed = "; ".join(text + hint for text, hint in problems)
     return (f"{listed}. Every argument must be an option of `capi-sync --help` or of Beam "
             f"(--runner, --project, ...); capi-sync ignores none.")
-
-
-def mask_keys(text: str) -> str:
-    """Every key-like run of characters (sk-...) replaced by 'sk-***'."""
-    return _KEY_LIKE.sub("sk-***", text)
 
 
 def validate_options(opts: CapiSyncOptions) -> None:
@@ -352,7 +348,7 @@ def validate_options(opts: CapiSyncOptions) -> None:
         raise ConfigError(
             "--api-key-env takes the NAME of an environment variable (letters, digits and _, "
             "like OPENAI_CAPI_API_KEY); the value given is not such a name.")
-    check_endpoint(opts.endpoint)   # https://, or http:// to loopback only
+    parse_endpoint(opts.endpoint)   # https://, or http:// to loopback only (one rule)
 
 
 def read_sql_file(path: str) -> str:

@@ -68,16 +68,16 @@ def field_names(row: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _parse(argv: list[str]):
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-    from pipeline.options import CapiSyncOptions, validate_options
+    from pipeline.options import CapiSyncOptions, parse_options, validate_options
 
     parser = argparse.ArgumentParser(prog="capi-sync preview", add_help=False)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     known, rest = parser.parse_known_args(argv)
     if known.rows < 1:
         raise ConfigError(f"--rows must be at least 1, got {known.rows}.")
-    options = PipelineOptions(rest)
+    options = parse_options(rest)     # a typo'd flag is an error, as in a run
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
     if opts.input and opts.input_format == "dead-letter":
@@ -174,8 +174,9 @@ def preview(argv: list[str]) -> Preview:
 
 
 def format_preview(result: Preview) -> str:
-    lines = [f"capi-sync preview: the first {len(result.rows)} rows of {result.source} through "
-             f"{result.mapping} (nothing is sent)"]
+    count = "the first row" if len(result.rows) == 1 else f"the first {len(result.rows)} rows"
+    lines = [f"capi-sync preview: {count} of {result.source} through {result.mapping} "
+             "(nothing is sent)"]
     for number, row in enumerate(result.rows, start=1):
         lines.append(f"row {number}  {row.source or ''}".rstrip())
         lines.append("  source fields: " + (", ".join(row.field_names) or "(none)"))
@@ -187,7 +188,8 @@ def format_preview(result: Preview) -> str:
             label = "event" if row.dead_letter is None else "event (would be dead-lettered)"
             lines.append(f"  {label}: {json.dumps(row.event, default=str, ensure_ascii=False)}")
     total = len(result.rows)
-    lines.append(f"fill rate over the {total} rows read ({result.sendable} would be sent):")
+    lines.append(f"fill rate over the {total} row{'s' if total != 1 else ''} read "
+                 f"({result.sendable} would be sent):")
     width = max([len("CAPI field"), *(len(field) for field, _, _ in result.fill)])
     lines.append(f"  {'CAPI field':<{width}}  {'rows':>5}  {'rate':>6}  mapping key")
     for field, count, location in result.fill:

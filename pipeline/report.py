@@ -15,6 +15,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from pipeline.outputs import write_file
 from transforms import metrics
 from transforms.coverage import IDENTIFIER_LABELS, IDENTIFIERS, coverage_by_type
+from transforms.masking import mask_secrets
 
 
 def counters_from_result(result) -> dict[str, int]:
@@ -51,22 +52,28 @@ def mapper_changes(mapper_counters: Mapping[str, int]) -> dict[str, Any]:
 
 
 def empty_field_warnings(counters: Mapping[str, int], events_sent: int,
-                         mapped_fields: Mapping[str, tuple[str, ...]]) -> list[str]:
+                         mapped_fields: Mapping[str, tuple[tuple[str, ...], bool]]) -> list[str]:
     """Mapped fields that stayed empty on every sent event (a wrong path, when the source's
-    schema could not be checked before the run)."""
+    schema could not be checked before the run). `mapped_fields`: location -> (the CAPI fields
+    it fills, inherited from the default mapping?); inherited ones share one line."""
     if not events_sent:
         return []
-    return [f"{location} was empty on all {events_sent:,} sent events: check its path in the "
-            f"mapping (`capi-sync preview` shows what each row gives)"
-            for location, fields in mapped_fields.items()
-            if fields and not any(counters.get(metrics.FILLED_PREFIX + field, 0) for field in fields)]
+    empty = [(location, inherited) for location, (fields, inherited) in mapped_fields.items()
+             if fields and not any(counters.get(metrics.FILLED_PREFIX + f, 0) for f in fields)]
+    warnings = [f"{location} was empty on all {events_sent:,} sent events: check its path in "
+                f"the mapping (`capi-sync preview` shows what each row gives)"
+                for location, inherited in empty if not inherited]
+    inherited = [location for location, inherited in empty if inherited]
+    if inherited:
+        warnings.append("fields of the default mapping empty on every sent event: "
+                        + ", ".join(inherited))
+    return warnings
 
 
 def build_report(counters: Mapping[str, int], *,
-                 mapped_fields: Mapping[str, tuple[str, ...]] | None = None,
+                 mapped_fields: Mapping[str, tuple[tuple[str, ...], bool]] | None = None,
                  schema_notes: tuple[str, ...] = (), **run_facts: Any) -> dict[str, Any]:
-    """`mapped_fields`: mapping location -> the CAPI fields it fills
-    (transforms.coverage.mapped_capi_fields), to warn about fields empty on every event."""
+    """`mapped_fields`: see empty_field_warnings (pipeline.source_check.fields_to_watch)."""
     dead_letter_reasons = _with_prefix(counters, metrics.DEAD_LETTERED_PREFIX)
     skip_reasons = _with_prefix(counters, metrics.SKIPPED_PREFIX)
     report = {
@@ -79,6 +86,8 @@ def build_report(counters: Mapping[str, int], *,
         "requests": counters.get(metrics.REQUESTS, 0),
         "retries": counters.get(metrics.RETRIES, 0),
         "http_statuses": _with_prefix(counters, metrics.HTTP_PREFIX),
+        # 2xx answers whose body was not JSON: accepted, but maybe not from the API (README)
+        "suspicious_2xx_bodies": counters.get(metrics.SUSPICIOUS_2XX_BODIES, 0),
         "mapper_counters": _with_prefix(counters, metrics.MAPPER_PREFIX),
     }
     report["mapper_changes"] = mapper_changes(report["mapper_counters"])
@@ -93,7 +102,8 @@ def build_report(counters: Mapping[str, int], *,
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:
-    write_file(path, json.dumps(report, indent=2, sort_keys=False, default=str).encode())
+    text = json.dumps(report, indent=2, sort_keys=False, default=str)
+    write_file(path, mask_secrets(text).encode())   # paths and options a user typed
 
 
 def _change_lines(changes: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -150,6 +160,10 @@ def format_summary(report: Mapping[str, Any]) -> str:
                     *(f"  {label:<{change_width}}{count:>10,}" for label, count in changes),
                     *coverage]
     footer = [verdict]
+    if report.get("suspicious_2xx_bodies"):
+        footer.append(f"WARNING: {report['suspicious_2xx_bodies']:,} answers were 2xx with a body "
+                      "that is not JSON: a proxy or captive portal may have answered instead of "
+                      "the API (see the README, Delivery)")
     files = dict(report)
     if files.get("dead_letter_prefix") is not None:     # one set of files per step, if any
         files["dead_letter_prefix"] = (f"{files['dead_letter_prefix']}-*.jsonl"

@@ -21,9 +21,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipeline import outputs
+from pipeline import outputs, warm_handler
 from pipeline import report as run_report
-from pipeline import warm_handler
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import (
     StateFileChanged,
@@ -32,9 +31,9 @@ from pipeline.incremental import (
     read_watermark,
     write_watermark,
 )
-from pipeline.logs import AUTH_FAILED
+from pipeline.logs import STOP_MARKERS
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
-from pipeline.source_check import check_source
+from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
     POOL,
@@ -43,7 +42,6 @@ from pipeline.warm_workers import (
     worker_count,
 )
 from transforms import reasons
-from transforms.coverage import mapped_capi_fields
 from transforms.errors import CapiSyncError
 from transforms.events import MAX_AGE_MS
 
@@ -61,7 +59,8 @@ EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as sh
 
 
 class RunStopped(CapiSyncError):
-    """A worker stopped the run because the API refused the key; the message is the cause."""
+    """A worker stopped the run because the API refused the key or the endpoint is wrong
+    (connectors.capi_client.DeliveryStopped); the message is the cause."""
 
 
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
@@ -74,16 +73,17 @@ def refused_key_message(exc: BaseException) -> str | None:
     another process comes back as Beam's RuntimeError around the worker's traceback, which
     holds the message we wrote. Either way, the cause is our one line.
     """
-    from connectors.capi_client import AuthenticationError
+    from connectors.capi_client import DeliveryStopped  # a refused key, a wrong endpoint
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, AuthenticationError):
+        if isinstance(seen, DeliveryStopped):
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if AUTH_FAILED in text:
-        return _BEAM_STEP_SUFFIX.sub("", text[text.index(AUTH_FAILED):].splitlines()[0])
+    for marker in STOP_MARKERS:
+        if marker in text:
+            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
     return None
 
 
@@ -239,7 +239,7 @@ def run(argv: list[str]) -> RunOutcome:
         started_at=started_at.isoformat(),
         duration_s=round(duration, 3),
         rows_per_s=round(counters.get("rows_read", 0) / duration, 1) if duration else None,
-        mapped_fields=mapped_capi_fields(plan.mapping_plan) if plan.schema_notes is None
+        mapped_fields=fields_to_watch(plan.mapping_plan) if plan.schema_notes is None
         else None,                     # unchecked source: warn about fields empty on all events
         schema_notes=plan.schema_notes or (),
         validate_only=opts.validate_only,
@@ -249,7 +249,10 @@ def run(argv: list[str]) -> RunOutcome:
     )
     code, failure = run_verdict(report, opts.max_dead_letter_rate)
     report.update(exit_code=code, failure=failure)
-    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK)
+    # A 2xx that was not JSON may not have come from the API: the next run re-sends those rows
+    # (harmless, the API dedups on ids) rather than the watermark skipping them for good.
+    doubtful = report["suspicious_2xx_bodies"]
+    not_saved = save_results(report, plan, started_at, advance=code == EXIT_OK and not doubtful)
     if not_saved and code == EXIT_OK:
         code = EXIT_NOT_SAVED
     return RunOutcome(report, code, not_saved, failure)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from transforms.errors import ConfigError
 from transforms.schema_check import check_mapping, raise_for_problems
 
 LOG = logging.getLogger(__name__)
@@ -31,7 +32,14 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
     if opts.input:
         if opts.input_format == "dead-letter":
             return None
-        return source_peek.columns_of_files(opts.input, opts.input_format)
+        try:
+            return source_peek.columns_of_files(opts.input, opts.input_format)
+        except ValueError as error:     # a name whose extension says nothing: --input-format
+            raise ConfigError(str(error)) from None
+        except Exception as error:      # noqa: BLE001 - an unreadable file: the read decides
+            LOG.warning("The file schemas could not be read (%s: %s); the mapping was not "
+                        "checked against them.", type(error).__name__, str(error)[:200])
+            return None
     if opts.sql_url:
         return source_peek.columns_of_sql(opts.sql_url, opts.sql_query,
                                           sql_params(opts.sql_query, since))
@@ -48,13 +56,26 @@ def check_source(opts, mapping_plan, since: dt.datetime | None = None,
                  project: str | None = None) -> tuple[str, ...] | None:
     """Raises MappingFileError for paths that match no column; returns the notes, or None
     when the source's columns are not known before the run (nothing was checked)."""
-    from transforms.mapping import load_mapping
+    from transforms.mapping import base_plan
 
     found = source_columns(opts, since, project)
     if found is None or found.columns is None:
         return None
-    result = check_mapping(mapping_plan, found.columns, found.label, load_mapping())
+    result = check_mapping(mapping_plan, found.columns, found.label, base_plan(mapping_plan))
     raise_for_problems(result, mapping_plan.name)
     for note in result.notes:
         LOG.warning("Mapping %s: %s", mapping_plan.name, note)
     return result.notes
+
+
+def fields_to_watch(mapping_plan) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """For a run whose source was not checked: mapping location -> (the CAPI fields it fills,
+    inherited from the default mapping?), for the report's empty-field warnings."""
+    from transforms.coverage import mapped_capi_fields
+    from transforms.mapping import load_mapping
+    from transforms.schema_check import planned_paths
+
+    inherited = {field.location for field in planned_paths(mapping_plan, load_mapping())
+                 if field.inherited}
+    return {location: (fields, location in inherited)
+            for location, fields in mapped_capi_fields(mapping_plan).items()}

@@ -23,6 +23,7 @@ from transforms import metrics, reasons
 from transforms.batching import RequestBatcher
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.events import MappedEvent
+from transforms.normalize import as_text
 from transforms.validate import validate_event
 
 LOG = logging.getLogger(__name__)
@@ -122,6 +123,67 @@ class MapRowsToEvents(beam.DoFn):
     def finish_bundle(self):
         _flush_counts(self._skips, metrics.skipped)
         _flush_counts(self._mapper.counters, metrics.mapper)
+
+
+def _source_order(source: str) -> tuple[str, int]:
+    """'export.csv#row=17' -> ('export.csv', 17): the order rows had in their source."""
+    origin, _, number = source.rpartition("#row=")
+    return (origin, int(number)) if origin and number.isdigit() else (source, 0)
+
+
+class KeyRowsByGroup(beam.DoFn):
+    """RowChunk -> (group key, [(source order, row, source), ...]) per key of the chunk.
+
+    Rows of one group that are adjacent (Shopify's lines of one order) meet in the chunk, so the
+    shuffle after this carries one element per group per chunk, not one per row; rows of a group
+    spread over chunks or files meet in the shuffle. A row with no key is a group of its own.
+    """
+
+    def __init__(self, plan):
+        self._plan = plan
+
+    def process(self, chunk):
+        key_of = self._plan.group_by.get
+        groups: dict = {}
+        for row, source in zip(chunk.rows, chunk.sources, strict=True):
+            try:
+                key = as_text(key_of(row))
+            except Exception:  # noqa: BLE001 - a bad key value: the row is mapped on its own
+                key = None
+            groups.setdefault(("key", key) if key is not None else ("row", source), []).append(
+                (_source_order(source), row, source))
+        Metrics.counter(metrics.NAMESPACE, metrics.ROWS_READ).inc(len(chunk))
+        yield from groups.items()
+
+
+class MapGroupsToEvents(MapRowsToEvents):
+    """(group key, partial groups) -> one event per group, from its rows in source order.
+
+    The group's other rows are counted `skipped.grouped_into_event` (so the report reconciles);
+    a group that is skipped (filter, consent, exclude) counts each of its rows as skipped.
+    """
+
+    def process(self, keyed):
+        _, partials = keyed
+        members = sorted((member for partial in partials for member in partial),
+                         key=lambda member: member[0])
+        rows = [row for _, row, _ in members]
+        result = self._mapper.map_group(rows, [source for _, _, source in members])
+        if result.skipped is not None:
+            self._skips[result.skipped] += len(rows)
+            return
+        if len(rows) > 1:
+            self._skips[reasons.GROUPED] += len(rows) - 1
+        if result.dead_letter is not None:
+            Progress.add(self._progress_s, rows=len(rows), dead=1)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, result.dead_letter)
+            return
+        Progress.add(self._progress_s, rows=len(rows))
+        if self._since_ms is not None and \
+                result.event.event.get("timestamp_ms", 0) < self._since_ms:
+            self._skips["before_since"] += 1
+            return
+        yield EventList([result.event])
 
 
 class ReplayDeadLetters(beam.DoFn):

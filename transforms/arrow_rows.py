@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import ipaddress
+import json
 import uuid
 from typing import Any
 
@@ -96,7 +97,13 @@ def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     nested export that costs about as much as mapping the row (5x slower than plain
     `to_pylist()`, which converts in C++). Without map, binary or nanosecond-timestamp columns
     there is nothing for the general path to convert, so plain `to_pylist()` gives equal rows.
+    A batch with a warehouse column (JSON, UUID, PostgreSQL numeric: see `warehouse_values`) is
+    built column by column, so those columns hold what the SQL drivers' rows held.
     """
+    if any(isinstance(field.type, pa.BaseExtensionType) for field in batch.schema):
+        names = batch.schema.names
+        columns = [arrow_values(column) for column in batch.columns]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     if any(_needs_conversion(field.type) for field in batch.schema):
         return arrow_batch_to_rows(batch)
     return batch.to_pylist()
@@ -105,20 +112,68 @@ def parquet_batch_to_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
 def _needs_conversion(arrow_type: pa.DataType) -> bool:
     if (pa.types.is_map(arrow_type) or pa.types.is_binary(arrow_type)
             or pa.types.is_large_binary(arrow_type) or pa.types.is_fixed_size_binary(arrow_type)
-            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")):
+            or (pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns")
+            or isinstance(arrow_type, pa.BaseExtensionType)):
         return True
     return any(_needs_conversion(arrow_type.field(index).type)
                for index in range(arrow_type.num_fields))
+
+
+def is_json_type(arrow_type: pa.DataType) -> bool:
+    """A column of JSON documents (`arrow.json`): its values are parsed, so like a map's keys,
+    a path into it is read per row."""
+    return isinstance(arrow_type, pa.JsonType)
+
+
+def json_column(array: pa.Array) -> pa.Array:
+    """A text column of JSON documents marked as such (DuckDB's JSON, Snowflake's VARIANT)."""
+    if is_json_type(array.type):
+        return array
+    return pa.ExtensionArray.from_storage(pa.json_(), array.cast(pa.string()))
+
+
+def warehouse_values(array: pa.Array) -> list[Any] | None:
+    """The Python values the SQL drivers' rows held for an Arrow extension column, else None.
+
+    - `arrow.json` (PostgreSQL json/jsonb, DuckDB JSON, Snowflake VARIANT/OBJECT/ARRAY) ->
+      the parsed document (dict, list, str, number; json.loads, as psycopg does);
+    - `arrow.uuid` -> its canonical text, as to_plain gives a UUID;
+    - PostgreSQL `numeric` (an opaque text column: a numeric without a declared precision has a
+      scale per value) -> Decimal of the server's text, exactly as psycopg gives it;
+    - any other opaque column -> its text, or its bytes as hex.
+    """
+    arrow_type = array.type
+    if not isinstance(arrow_type, pa.BaseExtensionType):
+        return None
+    if isinstance(arrow_type, pa.JsonType):
+        return [None if text is None else json.loads(text) for text in array.storage.to_pylist()]
+    if isinstance(arrow_type, pa.UuidType):
+        return [None if raw is None else str(uuid.UUID(bytes=raw))
+                for raw in array.storage.to_pylist()]
+    if isinstance(arrow_type, pa.OpaqueType) and arrow_type.type_name == "numeric":
+        return [None if text is None else decimal.Decimal(text)
+                for text in array.storage.to_pylist()]
+    return [to_plain(value) for value in array.storage.to_pylist()]
 
 
 def arrow_values(array: pa.Array) -> list[Any]:
     """One column's values exactly as they appear in `parquet_batch_to_rows`'s rows."""
     if not _needs_conversion(array.type):
         return array.to_pylist()
+    values = warehouse_values(array)
+    if values is not None:
+        return values
     safe = _python_safe_type(array.type)
     if not safe.equals(array.type):
         array = array.cast(safe, safe=False)
     values = array.to_pylist(maps_as_pydicts="lossy")
-    if _holds_binary(array.type):
+    if _holds_binary(array.type) or _holds_extension(array.type):
         values = [to_plain(value) for value in values]
     return values
+
+
+def _holds_extension(arrow_type: pa.DataType) -> bool:
+    if isinstance(arrow_type, pa.BaseExtensionType):
+        return True
+    return any(_holds_extension(arrow_type.field(index).type)
+               for index in range(arrow_type.num_fields))

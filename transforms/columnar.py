@@ -16,9 +16,11 @@ It holds a whole batch of values at once, so run it with the garbage collector t
 work (pipeline.steps.tune_gc_for_batch_work, as the pipeline's workers do): with Python's default
 thresholds the young-generation collections rescan the batch and it is slower than the row path.
 
-When a path cannot be resolved from the schema alone (it goes through a list or a map, uses `X`
-at row level, or a struct has two fields with the same name), the batch is mapped row by row
-from dicts, exactly as before.
+A path that goes on through a list or map column (`items.0.id`, `emails.X`,
+`event_params[key=currency].value.*`) is read as far as that column from the schema; the rest of
+the path is applied per row to that column's values (each column is converted once per batch,
+however many paths read it). Only when a struct has two fields with the same name is the batch
+mapped row by row from dicts.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms import reasons
-from transforms.arrow_rows import arrow_values, parquet_batch_to_rows
+from transforms.arrow_rows import arrow_values, is_json_type, parquet_batch_to_rows
 from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import MappingPlan, rewrite_row_paths
@@ -123,7 +125,8 @@ def _leaf_chains(fields: Sequence[pa.Field], segments: tuple[str, ...], start: i
         arrow_type = fields[index].type
         if pa.types.is_struct(arrow_type):
             chains.extend(_leaf_chains(list(arrow_type), segments, end, tail, prefix + (index,)))
-        elif pa.types.is_nested(arrow_type):   # a list or a map: the rest is read per row
+        elif pa.types.is_nested(arrow_type) or is_json_type(arrow_type):
+            # a list, a map or JSON documents (SQL sources, parsed): the rest is read per row
             rest = Path(".".join(segments[end:]))
             chains.append((prefix + (index,), _then(rest.get, tail)))
     return chains
@@ -177,6 +180,10 @@ class ColumnarMapper:
     def map_row(self, row: Any, source: str | None = None) -> MapResult:
         """One row dict (any other source than Parquet), as RowMapper.map_row."""
         return self._by_rows.map_row(row, source)
+
+    def map_group(self, rows: Sequence[Any], sources: Sequence[str]) -> MapResult:
+        """One group of row dicts (plan.group_by), as RowMapper.map_group."""
+        return self._by_rows.map_group(rows, sources)
 
     def map_batch(self, batch: pa.RecordBatch, sources: Sequence[str]) -> Iterator[MapResult]:
         """One MapResult per row of `batch`, in order; `sources[i]` names row i."""

@@ -131,7 +131,7 @@ def mapped_capi_fields(plan: Any) -> dict[str, tuple[str, ...]]:
     for member, source in plan.custom_data:
         add(f"data.custom.{member}", source, (f"data.{member}",))
     if plan.contents is not None:
-        found["data.contents"] = ("data.contents",)
+        found["data.contents.path"] = ("data.contents",)
     for logical, source in plan.user_fields:
         add(f"user.fields.{logical}", source, wire_keys.get(logical, ()))
     return found

@@ -5,6 +5,8 @@ import dataclasses
 import json
 from typing import Any
 
+from transforms.masking import mask_secrets
+
 # The tagged output that carries DeadLetter records out of a step (sources, mapper, sink).
 DEAD_LETTERS = "dead_letters"
 
@@ -25,6 +27,13 @@ class DeadLetter:
     source: str | None = None
     event: dict[str, Any] | None = None
     pixel_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # The detail may quote an API answer or a URL; the event is left as it is (replayable).
+        for name in ("detail", "source"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, mask_secrets(value))
 
     def to_json(self) -> str:
         record = dataclasses.asdict(self)

@@ -1,8 +1,16 @@
 """The project's exception family. Messages say what went wrong and what to do about it."""
+from transforms.masking import mask_secrets
 
 
 class CapiSyncError(Exception):
-    """Base class for every error this project raises on purpose."""
+    """Base class for every error this project raises on purpose.
+
+    Its message is masked when the error is made (transforms/masking.py): an error that quotes
+    an option, a URL or an API answer never carries a key-like string.
+    """
+
+    def __init__(self, *args: object):
+        super().__init__(*(mask_secrets(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigError(CapiSyncError):

@@ -182,6 +182,8 @@ class MappingPlan:
     pixel_id: ValueSource | None = None
     filters: tuple[RowFilter, ...] = ()
     group_by: ValueSource | None = None          # rows with one key value make one event
+    base: str = "default"                        # what the plan's unlisted fields come from:
+                                                 # "default" or the preset it is or extends
     required_columns: tuple[str, ...] = ()
     """Every top-level column the plan may read. A dotted path yields all its readings
     (`user.email` -> `user`, `user.email`); intersect with the source's schema."""
@@ -276,7 +278,14 @@ def parse_mapping(text: str, name: str = "<mapping>") -> MappingPlan:
     check_schema(own, name)
     plan = _compile(_extended(own), name, own=own)
     check_path_characters(plan.required_columns, name)     # usеr.email with a Cyrillic е
-    return plan
+    return dataclasses.replace(plan, base=own.get("extends") or "default")
+
+
+def base_plan(plan: MappingPlan) -> MappingPlan:
+    """The plan `plan` starts from: the default mapping, or the preset it is or extends (a
+    source check treats fields equal to the base's as optional: one preset serves exports that
+    lack some of its columns)."""
+    return _default_plan() if plan.base == "default" else _preset_plan(plan.base)
 
 
 def _extended(own: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +300,8 @@ def _extended(own: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _preset_plan(name: str) -> MappingPlan:
-    return parse_mapping(preset_text(name), f"<preset {name}>")
+    plan = parse_mapping(preset_text(name), f"<preset {name}>")
+    return dataclasses.replace(plan, base=name)
 
 
 @functools.lru_cache(maxsize=1)

@@ -105,8 +105,8 @@ class Path:
     Picklable: it pickles as its text and recompiles.
     """
 
-    __slots__ = ("text", "segments", "_split_options", "_each_at", "_rest", "_dotted_keys",
-                 "_head", "_tail", "get")
+    __slots__ = ("text", "segments", "schema_text", "_split_options", "_each_at", "_rest",
+                 "_dotted_keys", "_head", "_tail", "get")
 
     def __init__(self, text: str):
         raw = _split_dots(text)
@@ -124,6 +124,7 @@ class Path:
                     f"path {text!r} contains one of '{{', '}}', '|' in a segment; use"
                     " 'a | b' only between whole paths and braces only in templates")
         self.text = text
+        self.schema_text = _schema_text(raw)
         self._head: Path | None = None
         self._tail: tuple[Any, ...] = ()
         special = next((i for i, segment in enumerate(raw) if _is_step(segment)), -1)
@@ -300,6 +301,18 @@ def _split_dots(text: str) -> list[str]:
             start = index + 1
     segments.append(text[start:])
     return segments
+
+
+def _schema_text(raw: list[str]) -> str:
+    """The columns a path needs, as a plain path a schema check resolves:
+    `event_params[key=currency].value.*` -> `event_params.X.value` (a list element; any member)."""
+    plain: list[str] = []
+    for segment in raw:
+        if segment == FIRST_MEMBER:
+            break
+        match = _SELECT.fullmatch(segment)
+        plain.extend((match.group(1), EACH) if match else (segment,))
+    return ".".join(plain)
 
 
 def _is_step(segment: str) -> bool:

@@ -126,8 +126,8 @@ def _bigquery_column(field: Any) -> Column:
 # --- what a plan reads -------------------------------------------------------------------------
 
 def _alternatives(source: ValueSource) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(p.text for p in ref.paths) if isinstance(ref, Template) else (ref.text,)
-                 for ref in source.refs)
+    return tuple(tuple(p.schema_text for p in ref.paths) if isinstance(ref, Template)
+                 else (ref.schema_text,) for ref in source.refs)
 
 
 def planned_paths(plan: Any, default_plan: Any = None) -> tuple[FieldPaths, ...]:
@@ -143,8 +143,8 @@ def planned_paths(plan: Any, default_plan: Any = None) -> tuple[FieldPaths, ...]
         if getattr(source, "has_constant", False):
             continue
         if item_list is not None:
-            alternatives = tuple(((f"{item_list}.{EACH}.{path.text}" if reads_item
-                                   else path.text),) for reads_item, path in source.refs)
+            alternatives = tuple(((f"{item_list}.{EACH}.{path.schema_text}" if reads_item
+                                   else path.schema_text),) for reads_item, path in source.refs)
         else:
             alternatives = _alternatives(source)
         if alternatives:

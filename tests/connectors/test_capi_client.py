@@ -19,11 +19,11 @@ from connectors.capi_client import (
     CapiClient,
     InsecureEndpointError,
     RetryPolicy,
-    check_endpoint,
     default_user_agent,
     parse_retry_after,
 )
 from connectors.emulator import Emulator
+from connectors.endpoint import parse_endpoint
 from transforms import reasons
 from transforms.errors import CapiSyncError, ConfigError
 from transforms.events import MAX_AGE_MS
@@ -489,7 +489,7 @@ def test_key_with_whitespace_is_refused_without_echoing_it(emulator, bad_key):
     "http://127.9.9.9/v1/events", "http://localhost:8080/v1/events", "http://[::1]:9/v1/events",
 ])
 def test_accepted_endpoints(endpoint):
-    check_endpoint(endpoint)
+    parse_endpoint(endpoint)
 
 
 @pytest.mark.parametrize("endpoint", [
@@ -505,7 +505,7 @@ def test_plain_http_to_a_remote_host_is_refused(endpoint):
                                       "https:///v1/events"])
 def test_endpoint_that_is_not_a_url_is_refused(endpoint):
     with pytest.raises(ConfigError, match="is not an http"):
-        check_endpoint(endpoint)
+        parse_endpoint(endpoint)
 
 
 # -- the timestamp window, re-checked before each request -------------------------------------

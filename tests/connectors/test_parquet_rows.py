@@ -97,3 +97,26 @@ def test_arrow_chunk_builds_rows_and_sources_only_when_asked_and_pickles_whole()
     assert copy.batch.equals(batch) and copy == chunk
     bare = pickle.loads(pickle.dumps(RowChunk.of_arrow(NESTED.select([]), "f", 1)))
     assert bare.rows == [{}, {}, {}, {}] and bare.sources[-1] == "f#row=4"
+
+
+# ---------------------------------------------------------------- rebatch (SQL drivers' batches)
+
+@pytest.mark.parametrize("sizes, rows, expected", [
+    ([7000, 7000, 7000], 5000, [5000, 5000, 5000, 5000, 1000]),
+    ([3, 0, 2, 4], 4, [4, 4, 1]),
+    ([5000], 5000, [5000]),
+    ([], 10, []),
+])
+def test_rebatch_hands_out_exact_row_counts_in_order(sizes, rows, expected) -> None:
+    import pickle
+
+    from connectors.rows import rebatch
+
+    starts = [sum(sizes[:index]) for index in range(len(sizes))]
+    batches = [pa.record_batch([pa.array(range(start, start + size))], names=["n"])
+               for start, size in zip(starts, sizes, strict=True)]
+    out = list(rebatch(batches, rows))
+    assert [batch.num_rows for batch in out] == expected
+    assert [n for batch in out for n in batch.column(0).to_pylist()] == list(range(sum(sizes)))
+    # Each part owns its values: pickled, it is its own size, not its parent batch's.
+    assert all(len(pickle.dumps(batch)) < batch.num_rows * 8 + 1000 for batch in out)

@@ -206,3 +206,44 @@ def test_authentication_error_propagates_from_the_dofn(emulator, monkeypatch):
     finally:
         sink.teardown()
     assert emulator.stats["requests"] == 1
+
+
+def test_an_infinite_retry_after_leaves_every_event_in_exactly_one_bucket(monkeypatch):
+    # The shared limiter's "not before" instant once became inf: OverflowError in every pool
+    # thread, and 1,600 events in no bucket. Now: accepted or retries_exhausted, each once.
+    import threading
+
+    from tests.connectors.hostile import HostileServer, answer
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    batches = [make_batch(*(f"b{b}-{n}" for n in range(25))) for b in range(8)]
+    budget = RetryPolicy(max_attempts=3, max_elapsed_s=1.0, initial_backoff_s=0.01,
+                         max_backoff_s=0.02)
+    finished = threading.Event()
+    with HostileServer(answer(429, b"{}", headers={"Retry-After": "1e400"}), answer(200)) as server:
+        def run():
+            pipeline = BeamTestPipeline()
+            results = (pipeline
+                       | beam.Create(batches)
+                       | beam.ParDo(DeliverBatches(server.url, "px_a", api_key_env=KEY_ENV,
+                                                   max_in_flight=4, retry=budget))
+                       .with_outputs(DeliverBatches.DEAD_LETTERS, main="accepted"))
+            dead = results.dead_letters
+            total = ((results.accepted | "SumAccepted" >> beam.CombineGlobally(sum),
+                      dead | "CountDead" >> beam.combiners.Count.Globally())
+                     | beam.Flatten() | "Total" >> beam.CombineGlobally(sum))
+            assert_that(total, equal_to([200]), label="EveryEventOnce")
+            assert_that(dead | "Ids" >> beam.Map(lambda d: d.event_id)
+                        | beam.combiners.Count.PerElement()
+                        | beam.Filter(lambda pair: pair[1] > 1), equal_to([]), label="NoneTwice")
+            assert_that(dead | "Reasons" >> beam.Map(lambda d: d.reason) | beam.Distinct()
+                        | beam.Filter(lambda r: r != reasons.RETRIES_EXHAUSTED), equal_to([]),
+                        label="OnlyExhausted")
+            pipeline.run().wait_until_finish()
+            finished.set()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the pipeline hangs"
+    assert finished.is_set(), "the pipeline failed (see the thread's traceback above)"

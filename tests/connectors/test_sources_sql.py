@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import traceback
 import uuid
 from decimal import Decimal
@@ -256,3 +257,320 @@ def test_read_sql_rejects_bad_configuration(url: str, query: str, params: dict |
                                             message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ReadSql(url, query, params)
+
+
+# ---------------------------------------------------------------- the Arrow path
+
+def read_chunks(url: str, query: str, params: dict | None = None, chunk_size: int = 3
+                ) -> list[RowChunk]:
+    """What ReadSql's reading step yields, in order (no shuffle), through the DoFn itself."""
+    from connectors.sql_source import _ReadSqlFn
+    fn = _ReadSqlFn(url, params, chunk_size, query_label(query))
+    return list(fn.process(query))
+
+
+def test_duckdb_and_postgresql_chunks_are_arrow_batches(duckdb_url: str,
+                                                        pg_events_url: str) -> None:
+    for url, table in ((duckdb_url, "orders"), (pg_events_url, "events")):
+        chunks = read_chunks(url, f"SELECT * FROM {table} ORDER BY id", chunk_size=2)
+        assert [chunk.batch is not None for chunk in chunks] == [True, True, True] + (
+            [True] if table == "orders" else [])
+        assert [len(chunk) for chunk in chunks] == ([2, 2, 2, 1] if table == "orders"
+                                                    else [2, 2, 1])
+
+
+def test_postgresql_adbc_rows_equal_the_cursor_rows(pg_events_url: str) -> None:
+    query = "SELECT * FROM events WHERE event_time >= %(since)s ORDER BY id"
+    params = {"since": datetime.datetime(2026, 3, 2, tzinfo=UTC)}
+    arrow_rows = [row for chunk in read_chunks(pg_events_url, query, params) for row in chunk.rows]
+    cursor_url = pg_events_url + "?reader=cursor"
+    cursor_chunks = read_chunks(cursor_url, query, params)
+    assert [chunk.batch for chunk in cursor_chunks] == [None, None]
+    assert arrow_rows == [row for chunk in cursor_chunks for row in chunk.rows]
+    assert arrow_rows == [pg_event(n) for n in range(2, 6)]
+
+
+MAPPED_TABLE_ROWS = 9
+
+
+@pytest.fixture(scope="module")
+def mapped_tables(tmp_path_factory: pytest.TempPathFactory, postgres_url: str):
+    """The same conversions in DuckDB (structs, lists, JSON) and PostgreSQL (jsonb and flat
+    columns): good rows, NULLs and rows that are dead letters."""
+    path = tmp_path_factory.mktemp("duckdb") / "conversions.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("""
+            CREATE TABLE conversions AS
+            SELECT n,
+                   CASE WHEN n = 3 THEN NULL ELSE 'order_' || n END AS order_id,
+                   CASE WHEN n % 4 = 0 THEN 'page_view' ELSE 'purchase' END AS event_name,
+                   CASE WHEN n = 5 THEN 'US$' WHEN n = 6 THEN NULL ELSE 'USD' END AS currency,
+                   (n * 10 + 0.99)::DECIMAL(12, 2) AS value,
+                   TIMESTAMPTZ '2026-11-30 12:00:00+00' + n * INTERVAL 1 MINUTE AS created_at,
+                   {'email': CASE WHEN n = 2 THEN NULL ELSE 'u' || n || '@Example.com' END,
+                    'phone': '+1 415 555 01' || lpad(n::VARCHAR, 2, '0')} AS "user",
+                   CASE WHEN n = 7 THEN NULL
+                        ELSE json_object('coupon', 'C' || n, 'tags', ['a', 'b']) END AS extra,
+                   CASE WHEN n % 3 = 0 THEN NULL
+                        ELSE [{'id': 'sku_' || n, 'quantity': n}] END AS items
+            FROM range(1, 10) AS t(n)
+        """)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS conversions")
+        connection.execute("""
+            CREATE TABLE conversions AS
+            SELECT n,
+                   CASE WHEN n = 3 THEN NULL ELSE 'order_' || n END AS order_id,
+                   CASE WHEN n % 4 = 0 THEN 'page_view' ELSE 'purchase' END AS event_name,
+                   CASE WHEN n = 5 THEN 'US$' WHEN n = 6 THEN NULL ELSE 'USD' END AS currency,
+                   (n * 10 + 0.99)::numeric(12, 2) AS value,
+                   TIMESTAMPTZ '2026-11-30 12:00:00+00' + n * INTERVAL '1 minute' AS created_at,
+                   CASE WHEN n = 2 THEN NULL ELSE 'u' || n || '@Example.com' END
+                        AS "user.email",
+                   '+1 415 555 01' || lpad(n::text, 2, '0') AS "user.phone",
+                   CASE WHEN n = 7 THEN NULL ELSE jsonb_build_object(
+                        'coupon', 'C' || n, 'tags', jsonb_build_array('a', 'b')) END AS extra,
+                   CASE WHEN n % 3 = 0 THEN NULL
+                        ELSE jsonb_build_array(jsonb_build_object('id', 'sku_' || n,
+                                                                  'quantity', n)) END AS items
+            FROM generate_series(1, 9) AS n
+        """)
+    return f"duckdb:///{path}", postgres_url
+
+
+COMPARED_MAPPING = """\
+version: 1
+event:
+  id: order_id
+  type: event_name
+  timestamp_ms: {path: created_at, unit: ms}
+  action_source: {constant: web}
+  source_url: {constant: "https://shop.example/done"}
+  oppref: extra.coupon
+data:
+  amount: {path: value, unit: major}
+  currency: currency
+  contents:
+    path: items
+    fields:
+      id: items.X.id
+      quantity: items.X.quantity
+user:
+  fields:
+    email: user.email
+    phone: user.phone
+"""
+
+
+@pytest.mark.parametrize("reads_json_path", [False, True])
+def test_arrow_path_and_row_path_give_the_same_events_dead_letters_and_counters(
+        mapped_tables, tmp_path: Path, reads_json_path: bool) -> None:
+    """The same table through the rows the old readers gave (DuckDB's own Python values, JSON
+    parsed; psycopg's server-side cursor) and through the new Arrow batches, column-wise, also
+    when a path goes into a JSON document (`extra.coupon`: read per row from the parsed one)."""
+    from transforms.columnar import ColumnarMapper
+    from transforms.mapper import RowMapper
+    from transforms.mapping import load_mapping
+
+    mapping = tmp_path / "mapping.yaml"
+    oppref = "  oppref: extra.coupon\n" if reads_json_path else ""
+    mapping.write_text(COMPARED_MAPPING.replace("  oppref: extra.coupon\n", oppref))
+    plan = load_mapping(str(mapping))
+    now_ms = int(datetime.datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000)
+    duckdb_url, pg_url = mapped_tables
+    query = "SELECT * FROM conversions ORDER BY n"
+    for url, old_rows in ((duckdb_url, duckdb_python_rows(duckdb_url, query)),
+                          (pg_url, [row for chunk in read_chunks(pg_url + "?reader=cursor",
+                                                                 query) for row in chunk.rows])):
+        by_rows, by_columns = (RowMapper(plan, clock_ms=lambda: now_ms),
+                               ColumnarMapper(plan, clock_ms=lambda: now_ms))
+        sources = [f"sql:conversions#row={n}" for n in range(1, MAPPED_TABLE_ROWS + 1)]
+        old = [by_rows.map_row(row, source) for row, source in zip(old_rows, sources, strict=True)]
+        new = []
+        for chunk in read_chunks(url, query, chunk_size=4):
+            assert by_columns.positional_rows(chunk.batch) is not None     # column-wise
+            new.extend(by_columns.map_batch(chunk.batch, chunk.sources))
+        assert new == old
+        assert by_columns.counters == by_rows.counters
+        events = [result.event.event["id"] for result in new if result.event is not None]
+        dead = [(result.dead_letter.reason, result.dead_letter.source)
+                for result in new if result.dead_letter is not None]
+        assert events == ["order_1", "order_2", "order_4", "order_7", "order_8", "order_9"]
+        assert dead == [("missing_id", "sql:conversions#row=3"),
+                        ("invalid_currency", "sql:conversions#row=5"),
+                        ("missing_currency", "sql:conversions#row=6")]
+        first = new[0].event.event
+        assert (first.get("oppref"), first["data"]["amount"], first["data"]["contents"],
+                first["user"]["emails_sha256"]) == (
+            "C1" if reads_json_path else None, 1099, [{"id": "sku_1", "quantity": 1}],
+            [hashlib.sha256(b"u1@example.com").hexdigest()])
+        assert "emails_sha256" not in new[1].event.event["user"]      # NULL email
+
+
+def duckdb_python_rows(url: str, query: str) -> list[dict]:
+    """Rows as DuckDB's own Python conversion gives them, JSON parsed, bytes as hex (the old
+    reader's values), built without the Arrow path."""
+    import json
+
+    with duckdb.connect(duckdb_path(url), read_only=True) as connection:
+        connection.execute("SET TimeZone = 'UTC'")
+        relation = connection.sql(query)
+        names, kinds = relation.columns, [str(kind) for kind in relation.types]
+        rows = []
+        for values in relation.fetchall():
+            row = {}
+            for name, kind, value in zip(names, kinds, values, strict=True):
+                row[name] = json.loads(value) if kind == "JSON" and value is not None else value
+            rows.append(row)
+        return rows
+
+
+@pytest.fixture
+def role_without_type_catalog(pg_events_url: str):
+    """A login that cannot read pg_type, which the ADBC driver needs at connect (its type
+    table), as on Redshift and other PostgreSQL forks; psycopg does not need it."""
+    with psycopg.connect(pg_events_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS limited")
+        admin.execute("CREATE ROLE limited LOGIN PASSWORD 'limited-Pw_9'")
+        admin.execute("GRANT SELECT ON events TO limited")
+        admin.execute("REVOKE SELECT ON pg_catalog.pg_type FROM PUBLIC")
+        try:
+            yield pg_events_url.replace(f"capi:{DB_PASSWORD}", "limited:limited-Pw_9")
+        finally:
+            admin.execute("GRANT SELECT ON pg_catalog.pg_type TO PUBLIC")
+            admin.execute("DROP OWNED BY limited")
+            admin.execute("DROP ROLE limited")
+
+
+def test_postgresql_server_the_arrow_driver_cannot_use_falls_back_to_the_cursor(
+        role_without_type_catalog: str, caplog: pytest.LogCaptureFixture) -> None:
+    chunks = read_chunks(role_without_type_catalog, "SELECT id FROM events ORDER BY id;")
+    assert [(chunk.batch, chunk.rows) for chunk in chunks] == [
+        (None, [{"id": 1}, {"id": 2}, {"id": 3}]), (None, [{"id": 4}, {"id": 5}])]
+    assert "reading through a server-side cursor instead" in caplog.text
+    assert "FROM pg_catalog.pg_type" in caplog.text    # the driver's type-table query
+    assert "limited-Pw_9" not in caplog.text
+
+
+def test_postgresql_query_with_a_trailing_semicolon_reads_through_copy(
+        pg_events_url: str) -> None:
+    chunks = read_chunks(pg_events_url, "SELECT id FROM events ORDER BY id ;\n")
+    assert [chunk.batch is not None for chunk in chunks] == [True, True]
+    assert [row["id"] for chunk in chunks for row in chunk.rows] == [1, 2, 3, 4, 5]
+
+
+def test_postgresql_server_dropping_mid_read_fails_the_read(postgres_url: str) -> None:
+    from connectors.sql_source import SqlSourceError
+    query = ("SELECT g, CASE WHEN g = 6000 THEN pg_terminate_backend(pg_backend_pid()) END AS x"
+             " FROM generate_series(1, 10000) AS g")
+    with pytest.raises(SqlSourceError, match=r"Reading sql:generate_series from "
+                       r"postgresql://capi:\*\*\*@127\.0\.0\.1:\d+/postgres failed after \d+ rows:"
+                       r" .*terminating connection") as failure:
+        read_chunks(postgres_url, query)
+    assert DB_PASSWORD not in str(failure.value)
+
+
+@pytest.mark.parametrize("url, reader, driver_url", [
+    ("postgresql://etl@db:5432/prod", "adbc", "postgresql://etl@db:5432/prod"),
+    ("postgresql://etl@db/prod?reader=cursor&sslmode=require", "cursor",
+     "postgresql://etl@db/prod?sslmode=require"),
+    ("postgresql://etl@db/prod?reader=adbc", "adbc", "postgresql://etl@db/prod"),
+    ("postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev", "cursor",
+     "postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev"),
+    ("postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev", "cursor",
+     "postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev"),
+    ("postgresql://etl@acme.redshift.amazonaws.com/dev?reader=adbc", "adbc",
+     "postgresql://etl@acme.redshift.amazonaws.com/dev"),
+])
+def test_postgresql_reader_choice(url: str, reader: str, driver_url: str) -> None:
+    from connectors.sql_source import postgresql_reader
+    assert postgresql_reader(url) == (reader, driver_url)
+
+
+def test_postgresql_reader_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"reader='copy' is not a reader; use reader=adbc"):
+        ReadSql("postgresql://etl:hunter2@db/prod?reader=copy", "SELECT 1")
+
+
+@pytest.mark.parametrize("query, params, rendered", [
+    ("SELECT * FROM t WHERE ts > %(since)s AND name LIKE 'a%%'",
+     {"since": datetime.datetime(2026, 3, 1, tzinfo=UTC)},
+     "SELECT * FROM t WHERE ts > '2026-03-01 00:00:00+00:00'::timestamptz AND name LIKE 'a%'"),
+    ("SELECT * FROM t WHERE name = %(name)s", {"name": "o'; DROP TABLE t; --"},
+     "SELECT * FROM t WHERE name = 'o''; DROP TABLE t; --'"),
+    ("SELECT * FROM t WHERE n > %(n)s", {"n": 5}, "SELECT * FROM t WHERE n > 5"),
+    ("SELECT 'a%%'", None, "SELECT 'a%%'"),
+])
+def test_render_literals(query: str, params: dict | None, rendered: str) -> None:
+    from connectors.sql_source import render_literals
+    assert render_literals(query, params) == rendered
+
+
+def test_result_columns_plan_the_query_without_reading(duckdb_url: str,
+                                                       pg_events_url: str) -> None:
+    from connectors.sql_source import result_columns
+    since = {"since": datetime.datetime(2026, 3, 2, tzinfo=UTC)}
+    assert result_columns(duckdb_url, "SELECT id, extra FROM orders WHERE event_time > "
+                          "%(since)s", {"since": datetime.datetime(2026, 3, 2)}) == ["id", "extra"]
+    assert result_columns(pg_events_url, "SELECT id, payload AS doc FROM events WHERE "
+                          "event_time > %(since)s", since) == ["id", "doc"]
+    assert result_columns(pg_events_url + "?reader=cursor", "SELECT uid FROM events") == ["uid"]
+
+
+@pytest.mark.parametrize("table", ["orderz", "events_missing"])
+def test_a_wrong_table_is_a_configuration_error_when_the_graph_is_built(
+        duckdb_url: str, pg_events_url: str, table: str) -> None:
+    for url, message in ((duckdb_url, f"Table with name {table} does not exist"),
+                         (pg_events_url, f'relation "{table}" does not exist')):
+        with pytest.raises(ConfigError, match=f"The SQL query cannot run on .*{message}") as failure:
+            with BeamTestPipeline() as pipeline:
+                _ = pipeline | ReadSql(url, f"SELECT * FROM {table}")
+        assert DB_PASSWORD not in str(failure.value)
+
+
+def test_duckdb_connections_have_no_progress_bar(duckdb_url: str) -> None:
+    from connectors.sql_source import open_duckdb
+    connection = open_duckdb(duckdb_url)
+    try:
+        assert connection.execute(
+            "SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+    finally:
+        connection.close()
+
+
+def test_on_a_local_runner_chunks_cross_the_shuffle_as_files_then_are_removed(
+        duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from connectors.sql_source import SpilledChunk, _ReadSqlFn, load_spilled
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fn = _ReadSqlFn(duckdb_url, None, 4, "orders", spill=True)
+    spilled = list(fn.process("SELECT * FROM orders ORDER BY id"))
+    assert [type(item) for item in spilled] == [SpilledChunk, SpilledChunk]
+    assert [(item.origin, item.first_row) for item in spilled] == [("sql:orders", 1),
+                                                                  ("sql:orders", 5)]
+    (directory,) = tmp_path.iterdir()
+    assert sorted(path.name for path in directory.iterdir()) == [
+        "chunk-00000000.arrow", "chunk-00000001.arrow"]
+    loaded = [load_spilled(item) for item in spilled]
+    assert [row for chunk in loaded for row in chunk.rows] == [duckdb_order(n) for n in range(1, 8)]
+    assert list(tmp_path.iterdir()) == []        # every file read, and the directory removed
+
+    with BeamTestPipeline() as pipeline:       # the same through ReadSql on DirectRunner
+        chunks = pipeline | ReadSql(duckdb_url, "SELECT * FROM orders WHERE id = 7")
+        assert_that(chunks, equal_to([chunk("orders", [(1, duckdb_order(7))])]))
+    assert list(tmp_path.glob("capi-sync-sql-*")) == []      # (Beam keeps its own temp dirs)
+
+
+def test_a_failed_read_leaves_no_spilled_chunk(postgres_url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from connectors.sql_source import SqlSourceError, _ReadSqlFn
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    query = ("SELECT g FROM generate_series(1, 100000) AS g WHERE g < 90000 OR "
+             "pg_terminate_backend(pg_backend_pid())")
+    fn = _ReadSqlFn(postgres_url, None, 1000, "g", spill=True)
+    with pytest.raises(SqlSourceError, match="terminating connection"):
+        list(fn.process(query))
+    assert list(tmp_path.glob("capi-sync-sql-*")) == []

@@ -39,6 +39,22 @@ def test_print_default_mapping_prints_the_packaged_yaml(capsys):
     assert yaml.safe_load(out)["event"]["id"] == "context.event_id"
 
 
+@pytest.mark.parametrize("name, file_name", [
+    ("ga4", "ga4.yaml"), ("segment", "segment.yaml"), ("rudderstack", "segment.yaml"),
+    ("snowplow", "snowplow.yaml"), ("shopify", "shopify.yaml")])
+def test_print_mapping_prints_a_preset(capsys, name, file_name):
+    assert main(["--print-mapping", name]) == 0
+    out = capsys.readouterr().out
+    packaged = pathlib.Path(__file__).parents[2] / "transforms" / "presets" / file_name
+    assert out == packaged.read_text(encoding="utf-8")
+
+
+def test_print_mapping_of_an_unknown_name_exits_2(capsys):
+    assert main(["--print-mapping", "mixpanel"]) == 2
+    err = capsys.readouterr().err
+    assert "ga4, segment, rudderstack, snowplow, shopify" in err and "'mixpanel'" in err
+
+
 def test_bad_options_exit_2_before_reading_with_no_traceback(capsys, tmp_path):
     assert main(["--input", str(tmp_path / "missing.parquet"), "--batch-size", "5000"]) == 2
     err = capsys.readouterr().err
@@ -103,7 +119,7 @@ def test_an_option_that_does_not_exist_exits_2_with_the_key_masked(capsys, tmp_p
     key = "sk-svcacct-REALLOOKINGKEY123"
     assert main(["--input", str(tmp_path / "a.parquet"), "--api-key", key, *IN_PROCESS]) == 2
     captured = capsys.readouterr()
-    assert "unknown option --api-key sk-***" in captured.err
+    assert "unknown option --api-key sk-svcacct-[masked]" in captured.err
     assert "REALLOOKINGKEY123" not in captured.err + captured.out
     assert "Traceback" not in captured.err
 

@@ -82,6 +82,7 @@ def test_a_future_watermark_is_a_configuration_error_naming_the_file(tmp_path):
     ('{"watermark": "2026-11-20"}', "its watermark '2026-11-20' has no time zone"),
     ('{"watermark": "2026-11-20T06:00:00"}', "its watermark '2026-11-20T06:00:00' has no time zone"),
     (None, "it cannot be read (Is a directory)"),
+    ("x" * 70_000, "it is larger than 65,536 bytes"),
 ])
 def test_a_foreign_state_file_is_refused_with_the_fix(tmp_path, content, why):
     path = tmp_path / "state.json"
@@ -94,6 +95,11 @@ def test_a_foreign_state_file_is_refused_with_the_fix(tmp_path, content, why):
     assert str(refused.value) == (
         f"State file {path} is not a capi-sync watermark file ({why}; expected "
         '{"watermark": "2026-11-20T06:00:00+00:00"}); fix or delete it.')
+
+
+def test_a_device_that_never_ends_is_refused_not_read_forever():
+    with pytest.raises(ConfigError, match="is not a capi-sync watermark file .it is larger than"):
+        read_watermark("/dev/zero", NOW)
 
 
 def test_a_run_does_not_overwrite_a_watermark_another_run_advanced(tmp_path):

@@ -83,3 +83,67 @@ def test_stderr_loses_beams_tracebacks_of_a_refused_key_and_nothing_else():
 def test_beams_in_process_records_of_a_refused_key_are_dropped(name, message, kept):
     rec = logging.LogRecord(name, logging.ERROR, __file__, 1, message, (), None)
     assert BeamAuthErrorFilter().filter(rec) is kept
+
+
+# -- masking: no key-like string reaches the console, whoever logged it --------------------------
+
+KEY = "sk-svcacct-LOGGED-by-someone-0123456789"
+
+
+@pytest.fixture
+def console():
+    """A console handler on the root logger, as basicConfig makes it, set up by
+    configure_console_logging; yields the text it wrote."""
+    from pipeline.logs import configure_console_logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        configure_console_logging()
+        yield stream
+    finally:
+        root.removeHandler(handler)
+
+
+def test_beams_warning_about_an_unknown_option_does_not_echo_the_key(console):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    PipelineOptions(["--api-key", KEY]).get_all_options()   # Beam: "Discarding unparseable args"
+
+    assert "Discarding unparseable args" in console.getvalue()
+    assert KEY not in console.getvalue()
+    assert "sk-svcacct-[masked]" in console.getvalue()
+
+
+def test_messages_arguments_and_tracebacks_are_masked(console):
+    log = logging.getLogger("some.library")
+    log.warning("sent Authorization: Bearer %s", KEY)
+    try:
+        raise ValueError(f"request to http://h/?k={KEY} failed")
+    except ValueError:
+        log.exception("unexpected")
+    worker = record(worker_line(f"progress with {KEY}", "/src/pipeline/steps.py:55"), logging.WARNING)
+    logging.getLogger(worker.name).handle(worker)
+
+    text = console.getvalue()
+    assert KEY not in text
+    assert text.count("sk-svcacct-[masked]") == 3
+    assert "ValueError: request to http://h/?k=sk-svcacct-[masked] failed" in text
+
+
+def test_stderr_writes_are_masked():
+    sink = io.StringIO()
+    print(f"Traceback (most recent call last):\nRuntimeError: {KEY}", file=WithoutAuthTracebacks(sink))
+    assert sink.getvalue() == "Traceback (most recent call last):\nRuntimeError: sk-svcacct-[masked]\n"
+
+
+def test_a_wrong_endpoints_beam_tracebacks_are_dropped_like_a_refused_keys():
+    sink = io.StringIO()
+    stream = WithoutAuthTracebacks(sink)
+    print("Traceback (most recent call last):\n  File \"sink.py\"\nconnectors.capi_client."
+          "WrongEndpointError: Wrong endpoint (HTTP 404 from http://x): no API", file=stream)
+    print("capi-sync: run stopped: Wrong endpoint (HTTP 404 from http://x): no API", file=stream)
+    assert sink.getvalue() == "capi-sync: run stopped: Wrong endpoint (HTTP 404 from http://x): no API\n"

@@ -63,11 +63,14 @@ def test_several_paths_after_one_input_are_all_kept():
 
 @pytest.mark.parametrize("argv, message", [
     (["--input", "a.parquet", "--api-key", "sk-svcacct-abc123"],
-     "unknown option --api-key sk-*** (did you mean --api-key-env?)"),
-    (["--input", "a.parquet", "--pixelid", "px_1"], "unknown option --pixelid px_1 (did you mean --pixel-id?)"),
+     "unknown option --api-key sk-svcacct-[masked] (did you mean --api-key-env?)"),
+    (["--input", "a.parquet", "--pixelid", "px_1"],
+     "unknown option --pixelid px_1 (did you mean --pixel-id?)"),
     (["--input=a.parquet", "--dedup"], "unknown option --dedup (did you mean --dedupe?)"),
-    (["b.parquet", "--input", "a.parquet"], "stray value b.parquet (several paths go right after one --input"),
-    (["--input", "a.parquet", "--batch-size", "sk-svcacct-abc123"], "invalid int value: 'sk-***'"),
+    (["b.parquet", "--input", "a.parquet"],
+     "stray value b.parquet (several paths go right after one --input"),
+    (["--input", "a.parquet", "--batch-size", "sk-svcacct-abc123"],
+     "invalid int value: 'sk-svcacct-[masked]'"),
     (["--input", "a.parquet", "--input-format", "xml"], "invalid choice: 'xml'"),
 ])
 def test_an_argument_beam_would_discard_is_a_configuration_error(argv, message, caplog):

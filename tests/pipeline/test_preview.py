@@ -57,7 +57,7 @@ def test_preview_prints_hashed_events_and_fill_rates_without_a_key_or_a_send(
     table = {line.split()[0]: line.split()[1:] for line in fill[1:] if not line.startswith("note")}
     assert table["oppref"] == ["3", "75%", "event.oppref"]          # all 4 rows but order_2
     assert table["data.amount"] == ["3", "75%", "data.amount"]      # not the lead
-    assert table["data.contents"] == ["3", "75%", "data.contents"]
+    assert table["data.contents"] == ["3", "75%", "data.contents.path"]
     assert table["user.emails_sha256"] == ["4", "100%", "user.fields.email"]
     assert table["data.plan_id"] == ["0", "0%", "data.plan_id"]
     assert table["user.obref"] == ["0", "0%", "user.fields.obref"]
@@ -125,3 +125,38 @@ def test_field_names_are_paths_never_values():
     row = {"user": {"email": "a@b.c", "phone": None}, "items": [{"sku": "1"}, {"qty": 2}],
            "tags": ["x"], "empty": ""}
     assert field_names(row) == ["user.email", "items.X.sku", "items.X.qty", "tags"]
+
+
+def test_preview_of_a_postgresql_query(tmp_path, capsys, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS preview_leads")
+        connection.execute("CREATE TABLE preview_leads (lead_id text, email text, attrs jsonb)")
+        connection.execute("INSERT INTO preview_leads VALUES ('l1', 'Lee@Example.com', "
+                           "'{\"ip\": \"203.0.113.9\"}'), ('l2', NULL, NULL), ('l3', NULL, NULL)")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("version: 1\nevent: {id: lead_id, type: {constant: generate_lead},"
+                       " action_source: {constant: offline}}\n"
+                       "user: {fields: {email: email, ip_address: attrs.ip}}\n")
+    code, out, err = run_preview(capsys, "--sql-url", postgres_url, "--sql-query",
+                                 "SELECT * FROM preview_leads ORDER BY lead_id",
+                                 "--mapping", str(mapping), "--rows", "2")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1:3] == ["row 1  sql:preview_leads#row=1", "  source fields: lead_id, email, attrs.ip"]
+    event = json.loads(lines[3].removeprefix("  event: "))
+    assert event["user"] == {"emails_sha256": [sha256("lee@example.com")],
+                             "ip_address": "203.0.113.9"}
+    assert "Lee@Example.com" not in out and "password" not in out
+    fill = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  user.")}
+    assert fill == {"user.emails_sha256": ["1", "50%", "user.fields.email"],
+                    "user.ip_address": ["1", "50%", "user.fields.ip_address"]}
+
+
+def test_preview_refuses_a_typod_flag_and_dead_letter_files(tmp_path, capsys):
+    code, _, err = run_preview(capsys, "--input", "x.parquet", "--rowz", "3")
+    assert code == 2 and "unknown option --rowz" in err
+    code, _, err = run_preview(capsys, "--input", "x.jsonl", "--input-format", "dead-letter")
+    assert code == 2
+    assert "preview maps source rows; dead-letter files hold events mapped already" in err

@@ -152,8 +152,10 @@ def test_bigquery_table_schema_from_schema_objects():
             "data.amount: `revenu` matches no column; did you mean `revenue`?",)
 
 
-def test_a_mapping_that_matches_runs_as_before(emulator, tmp_path, capsys):
-    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
-    code = run_cli(emulator, tmp_path, "extends: default\n", "--input", str(export))
-    assert code == 0
-    assert [event["id"] for event in emulator.recorded_events()] == ["order_1"]
+def test_a_file_whose_format_cannot_be_told_is_a_configuration_error(emulator, tmp_path, capsys):
+    (tmp_path / "export.txt").write_text("hello\n")
+    code = run_cli(emulator, tmp_path, TYPO_MAPPING, "--input", str(tmp_path / "export.txt"))
+    assert code == 2
+    assert "pass the format explicitly (--input-format parquet|jsonl|csv)" in \
+        capsys.readouterr().err
+    assert emulator.stats["requests"] == 0

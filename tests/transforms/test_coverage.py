@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from transforms.coverage import coverage_by_type, count_sent, filled_fields, identifiers_of
+from transforms.coverage import count_sent, coverage_by_type, filled_fields, identifiers_of
 
 
 @pytest.mark.parametrize(("event", "expected"), [

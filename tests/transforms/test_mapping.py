@@ -282,3 +282,52 @@ def test_documented_examples_are_valid_mappings():
     assert len(examples) >= 2
     for example in examples:
         parse_mapping(example, "docs/mapping.md")
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+PRESETS = ("ga4", "segment", "rudderstack", "snowplow", "shopify")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_each_preset_passes_the_schema_and_is_its_own_base(name):
+    from transforms.mapping import base_plan, preset_text
+    from transforms.mapping_schema import check_schema
+    check_schema(yaml.safe_load(preset_text(name)), name)
+    plan = load_mapping(name)
+    assert plan.base == name and base_plan(plan) is plan
+    assert pickle.loads(pickle.dumps(plan)) == plan
+
+
+def test_a_file_named_like_a_preset_wins_over_the_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ga4").write_text("extends: default\nevent:\n  id: my_id\n")
+    assert load_mapping("ga4").id.refs[0].text == "my_id"
+
+
+def test_extends_a_preset_changes_only_what_it_lists():
+    from transforms.mapping import base_plan
+    plan = parse_mapping("extends: ga4\nconsent: null\nuser:\n  fields:\n    email: user_email\n",
+                         "mine.yaml")
+    ga4 = load_mapping("ga4")
+    assert plan.consent is None and ga4.consent is not None
+    assert plan.id == ga4.id and plan.filters == ga4.filters
+    assert dict(plan.user_fields)["email"].refs[0].text == "user_email"
+    assert dict(plan.user_fields)["country"] == dict(ga4.user_fields)["country"]
+    assert base_plan(plan) is ga4
+
+
+def test_an_unknown_preset_name_in_extends_names_the_presets():
+    with pytest.raises(MappingFileError, match="extends: 'mixpanel' is not allowed here"):
+        parse_mapping("extends: mixpanel\n", "mine.yaml")
+
+
+def test_source_paths_lists_every_row_path_once_and_required_columns_follow_it():
+    plan = parse_mapping(
+        "event:\n  id: order_{o.id}\n  type: t | o.type\n  timestamp_ms: {path: ts, unit: us}\n"
+        "filter:\n  - {path: status, in: [paid]}\ngroup_by: o.id\n"
+        "data:\n  contents:\n    path: lines\n    fields: {id: lines.X.sku, content_type: kind}\n"
+        "user:\n  enabled: false\n  fields:\n    email: email\n", "p.yaml")
+    assert [path.text for path in plan.source_paths()] == [
+        "o.id", "t", "o.type", "ts", "lines", "kind", "status"]
+    assert plan.required_columns == ("o", "o.id", "t", "o.type", "ts", "lines", "kind", "status")

@@ -180,10 +180,16 @@ data:
 """
 
 
+def _grouped_base(id_path: str) -> str:
+    return BASE.replace("id: id", f"id: {id_path}").replace("{constant: lead}", "{constant: purchase}")
+
+
+def _grouped_plan_text() -> str:
+    return GROUPED.replace("type: {constant: lead}", "type: {constant: purchase}")
+
+
 def _grouped_plan():
-    return parse_mapping(GROUPED.replace("type: {constant: lead}", "type: {constant: purchase}")
-                         .replace("action_source: {constant: offline}",
-                                  "action_source: {constant: offline}"), "grouped.yaml")
+    return parse_mapping(_grouped_plan_text(), "grouped.yaml")
 
 
 @pytest.mark.parametrize("rows, expected_contents", [
@@ -202,6 +208,47 @@ def test_a_group_is_one_event_with_every_row_as_an_item(rows, expected_contents)
     assert result.event.event["id"] == f"order_{rows[0]['order']}"
     assert data["contents"] == expected_contents
     assert data["currency"] == rows[0]["currency"]
+
+
+GROUP_CASES = [
+    ("the first row is filtered: the whole group is", "filter:\n  - {path: status, in: [paid]}\n",
+     [{"order": "1", "status": "pending", "currency": "USD", "total": 1, "sku": "A", "qty": 1,
+       "price": 1}, {"order": "1", "status": "paid", "sku": "B", "qty": 1, "price": 1}],
+     "filtered_out"),
+    ("the first row has no currency: the group is dead-lettered", "",
+     [{"order": "1", "currency": None, "total": 5, "sku": "A", "qty": 1, "price": 5},
+      {"order": "1", "currency": "USD", "sku": "B", "qty": 1, "price": 5}],
+     ("missing_currency", "data.amount is set but data.currency is empty")),
+    ("an item's bad quantity names its position in the group", "",
+     [{"order": "1", "currency": "USD", "total": 5, "sku": "A", "qty": 1, "price": 5},
+      {"order": "1", "sku": "B", "qty": "many", "price": 5}],
+     ("invalid_contents", None)),
+]
+
+
+@pytest.mark.parametrize("label, extra, rows, expected", GROUP_CASES,
+                         ids=[case[0] for case in GROUP_CASES])
+def test_group_outcomes_on_both_mappers(label, extra, rows, expected):
+    from transforms.columnar import ColumnarMapper
+    plan = parse_mapping(_grouped_plan_text() + extra, "grouped.yaml")
+    sources = [f"o.csv#row={i + 1}" for i in range(len(rows))]
+    by_rows = RowMapper(plan, clock_ms=lambda: NOW_MS).map_group(rows, sources)
+    by_columns = ColumnarMapper(plan, clock_ms=lambda: NOW_MS).map_group(rows, sources)
+    assert by_rows == by_columns
+    got = outcome(by_rows)
+    if isinstance(expected, tuple):
+        assert got[0] == expected[0] and (expected[1] is None or got[1] == expected[1]), got
+    else:
+        assert got == expected
+
+
+def test_grouped_items_from_a_list_in_each_row():
+    plan = parse_mapping(_grouped_base("o") + "group_by: o\ndata:\n  currency: c\n"
+                         "  contents:\n    path: items\n    fields: {id: items.X.sku}\n", "g.yaml")
+    rows = [{"o": "1", "c": "EUR", "items": [{"sku": "A"}, {"sku": "B"}]},
+            {"o": "1", "items": []}, {"o": "1", "items": [{"sku": "C"}]}]
+    result = RowMapper(plan, clock_ms=lambda: NOW_MS).map_group(rows, ["a", "b", "c"])
+    assert [item["id"] for item in result.event.event["data"]["contents"]] == ["A", "B", "C"]
 
 
 def test_contents_without_a_path_need_group_by():

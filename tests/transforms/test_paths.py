@@ -1,5 +1,6 @@
 import collections
 import pickle
+import re
 
 import pytest
 
@@ -133,3 +134,32 @@ def test_compiled_objects_pickle(obj):
     clone = pickle.loads(pickle.dumps(obj))
     assert clone == obj
     assert clone.get(NESTED) == obj.get(NESTED)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("*.a", "must start with a column name"),
+    ("params[key=a].X.b", "uses 'X' after a [key=value]"),
+    ("params[key].value", "is not a lookup"),
+    ("params[key=a]extra.value", "is not a lookup"),
+])
+def test_lookup_and_first_member_syntax_errors(text, message):
+    with pytest.raises(PathSyntaxError, match=re.escape(message)):
+        Path(text)
+
+
+@pytest.mark.parametrize("text, row, expected", [
+    ("p[key=a.b].v", {"p": [{"key": "a.b", "v": 1}]}, 1),             # dots inside brackets
+    ("p[key=2].v", {"p": [{"key": 2, "v": "two"}]}, "two"),            # a number key as text
+    ("p[key=a].v.*", {"p": [{"key": "a", "v": {"s": " ", "i": 0}}]}, 0),   # blank text skipped
+    ("p[key=a].v.*", {"p": [{"key": "a", "v": {"s": None, "i": None}}]}, None),
+    ("s.p[key=a].v", {"s": {"p": [{"key": "a", "v": 3}]}}, 3),          # a list inside a struct
+    ("s.p[key=a].v", {"s.p": [{"key": "a", "v": 4}]}, 4),               # a flat dotted column
+    ("items.X.p[key=a].v", {"items": [{"p": [{"key": "a", "v": 5}]}, {"p": []}]}, [5]),
+])
+def test_lookup_and_first_member_reading(text, row, expected):
+    assert Path(text).get(row) == expected
+
+
+def test_schema_text_is_the_plain_path_a_schema_check_resolves():
+    assert Path("event_params[key=currency].value.*").schema_text == "event_params.X.value"
+    assert Path("a.b").schema_text == "a.b"
