@@ -57,6 +57,7 @@ MAX_PART_AGE_S = 12 * 3600
 NAIVE_MAX_ROWS = 200_000
 POLL_S = 0.2
 CAPI_SYNC, SMART, NAIVE = "capi-sync", "smart peer", "naive peer"
+CAPI_SYNC_PLAIN = "capi-sync --no-warm-workers"      # Beam's DirectRunner, same workers
 PARQUET, DUCKDB, POSTGRESQL = "parquet", "duckdb", "postgresql"
 SQL_TABLE = "conversions"
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -325,7 +326,8 @@ def command(contender: str, pattern: str, url: str, workdir: pathlib.Path,
         source = source_args or ["--input", pattern]
         return [sys.executable, "-m", "pipeline", *source, "--pixel-id", PIXEL_ID,
                 "--endpoint", url, "--report", report,
-                "--dead-letter", str(workdir / "dead" / "dead"), *extra]
+                "--dead-letter", str(workdir / "dead" / "dead"), *extra,
+                *(["--no-warm-workers"] if contender == CAPI_SYNC_PLAIN else [])]
     kind = "smart" if contender == SMART else "naive"
     return [sys.executable, "-m", "benchmarks.peers", kind, "--input", pattern,
             "--pixel-id", PIXEL_ID, "--endpoint", url, "--report", report]
@@ -430,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force-naive", action="store_true",
                         help=f"run the naive peer above {NAIVE_MAX_ROWS:,} rows too")
     parser.add_argument("--skip-peers", action="store_true", help="run capi-sync only")
+    parser.add_argument("--no-warm-workers-too", action="store_true",
+                        help="also run capi-sync --no-warm-workers, alternating with capi-sync")
     parser.add_argument("--sources", default=PARQUET,
                         help="comma-separated sources capi-sync reads the rows from: parquet, "
                              "duckdb, postgresql (default parquet; the peers read Parquet)")
@@ -473,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             contenders += list(sql_cells)
             if not args.skip_peers:
                 contenders += [SMART, NAIVE]
+            if args.no_warm_workers_too and CAPI_SYNC in contenders:
+                contenders.insert(contenders.index(CAPI_SYNC) + 1, CAPI_SYNC_PLAIN)
             if NAIVE in contenders and (args.skip_naive or (rows > NAIVE_MAX_ROWS
                                                              and not args.force_naive)):
                 contenders.remove(NAIVE)

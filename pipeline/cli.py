@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -65,17 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         return _print_preset(argv)
 
     # Before Beam is imported: the workers import it meanwhile (see pipeline/warm_workers.py).
-    from pipeline.warm_workers import POOL, planned_worker_processes
+    from pipeline import warm_workers
     # Only the main thread may set a signal handler (tests call main() from a thread too).
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _stop_on_ctrl_c) if in_main_thread else None
-    POOL.start(planned_worker_processes(argv))
-    try:
-        return _run(argv)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
-        POOL.close()
+    with warm_workers.started(warm_workers.plan_local_runner(argv)) as local:
+        previous = (signal.signal(signal.SIGINT, functools.partial(_stop_on_ctrl_c, local.pool))
+                    if in_main_thread else None)
+        try:
+            return _run(argv, local)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
 
 
 def _print_preset(argv: list[str]) -> int:
@@ -97,7 +98,7 @@ INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and 
                "recorded; running again resends them safely (the API deduplicates).")
 
 
-def _stop_on_ctrl_c(signum, frame) -> None:
+def _stop_on_ctrl_c(pool, signum, frame) -> None:
     """One line and exit 130, at once: no Beam thread gets to print its traceback.
 
     The worker processes ignore SIGINT (the terminal sends it to the whole process group) and
@@ -105,21 +106,19 @@ def _stop_on_ctrl_c(signum, frame) -> None:
     after the run, each by an atomic rename, and dead letters only become files when Beam
     renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
     """
-    from pipeline.warm_workers import POOL  # imported before this handler was installed
-
     print(INTERRUPTED, file=sys.stderr, flush=True)
-    POOL.kill_all()
+    pool.kill_all()
     sys.stdout.flush()
     os._exit(EXIT_INTERRUPTED)
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], local) -> int:
     from connectors.capi_client import AuthenticationError
     from pipeline import run as runner
     from pipeline.report import format_summary
     try:
         with contextlib.redirect_stderr(WithoutAuthTracebacks(sys.stderr)):
-            outcome = runner.run(argv)
+            outcome = runner.run(argv, local)
     except ConfigError as exc:
         _error(f"configuration error: {exc}\n{USAGE_HINT}")
         return runner.EXIT_CONFIG
@@ -132,7 +131,7 @@ def _run(argv: list[str]) -> int:
     except CapiSyncError as exc:
         _error(str(exc))
         return runner.EXIT_CONFIG
-    print(mask_secrets(format_summary(outcome.report)))
+    print(mask_secrets(outcome.printout or format_summary(outcome.report)))
     for problem in outcome.not_saved:
         _error(f"not saved: {problem}")
     if outcome.failure:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import TestOptions
 
 from connectors.capi_client import RetryPolicy
 from connectors.sink import DeliverBatches
@@ -110,7 +111,8 @@ def _read_rows(pbegin, run: RunPlan):
     if opts.sql_url:
         params = since_param if "since" in opts.sql_query else None
         return pbegin | "ReadSql" >> sources.ReadSql(
-            opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size), None
+            opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size,
+            check_query=not opts.view_as(TestOptions).dry_run), None   # a dry run reads nothing
     params = since_param if opts.bigquery_query and "@since" in opts.bigquery_query else None
     return pbegin | "ReadBigQuery" >> sources.ReadBigQuery(
         table=opts.bigquery_table, query=opts.bigquery_query, params=params,

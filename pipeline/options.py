@@ -225,6 +225,17 @@ class CapiSyncOptions(PipelineOptions):
             help="JSON watermark file (local or gs://) for scheduled runs",
         )
 
+        local = parser.add_argument_group("local runner")
+        local.add_argument(
+            "--no-warm-workers",
+            "--no_warm_workers",
+            dest="no_warm_workers",
+            action="store_true",
+            default=False,
+            help="DirectRunner as Beam ships it: no worker in the launcher, no worker processes "
+            "started ahead, no direct FnApiRunner (see pipeline/warm_workers.py)",
+        )
+
 
 class _ParserBuilt(Exception):
     def __init__(self, parser: argparse.ArgumentParser) -> None:

@@ -19,9 +19,10 @@ from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
 
-from pipeline import outputs, warm_handler
+from pipeline import dataflow, outputs, warm_handler
 from pipeline import report as run_report
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import (
@@ -36,10 +37,10 @@ from pipeline.options import CapiSyncOptions, parse_options, validate_options
 from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
-    POOL,
-    default_running_mode,
-    default_worker_count,
-    worker_count,
+    LocalRunnerPlan,
+    LocalWorkers,
+    WarmWorkerPool,
+    plan_local_runner,
 )
 from transforms import reasons
 from transforms.errors import CapiSyncError
@@ -93,6 +94,7 @@ class RunOutcome:
     exit_code: int
     not_saved: tuple[str, ...] = ()    # why a result could not be written, one line each
     failure: str | None = None      # one line: why the exit code is not 0
+    printout: str | None = None        # what the command prints instead of the summary (dry run)
 
 
 def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
@@ -120,67 +122,49 @@ def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
     return EXIT_OK, None
 
 
-def apply_runner_defaults(options: PipelineOptions, argv: list[str]) -> None:
-    """DirectRunner with one worker process per core unless the user chose otherwise."""
-    chosen = {flag.split("=", 1)[0].lstrip("-") for flag in argv if flag.startswith("--")}
+def apply_local_plan(options: PipelineOptions, plan: LocalRunnerPlan) -> None:
+    """Writes the plan's runner, worker count and mode into the options (DirectRunner with one
+    worker process per core unless the user chose otherwise, see `pipeline.warm_workers`)."""
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = "DirectRunner"
-    if standard.runner not in DIRECT_RUNNERS:
-        return
-    direct = options.view_as(DirectOptions)
-    if "direct_num_workers" not in chosen:
-        direct.direct_num_workers = default_worker_count()
-    if "direct_running_mode" not in chosen:
-        direct.direct_running_mode = default_running_mode(direct.direct_num_workers)
+    if (standard.runner in DIRECT_RUNNERS) != plan.local:
+        raise CapiSyncError(f"internal: the local runner plan ({plan}) was made for other "
+                            f"options than these (--runner {standard.runner})")
+    if plan.local and plan.workers:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = plan.workers
+        direct.direct_running_mode = plan.running_mode
 
 
-def local_runner(options: PipelineOptions) -> Any:
-    """The runner object for a DirectRunner run: Beam's Python FnApiRunner, set up as
-    DirectRunner sets it up for a batch pipeline like ours; None for any other runner.
-
-    Since Beam 2.6x DirectRunner first tries PrismRunner, which downloads a Go binary from
-    GitHub on first use and runs Python workers its own way; offline it gives up after ~0.2 s
-    and falls back to this runner. We go to it directly: same runner online and offline, no
-    download, and the workers of `pipeline.warm_handler`.
-    """
-    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
-        return None
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
-        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
-
-
-def direct_workers(options: PipelineOptions) -> int:
-    """DirectRunner's worker count once apply_runner_defaults ran (0 means one per core)."""
-    return worker_count(options.view_as(DirectOptions).direct_num_workers)
-
-
-def plan_run(argv: list[str], now: dt.datetime | None = None) -> tuple[PipelineOptions, RunPlan]:
+def plan_run(argv: list[str], now: dt.datetime | None = None,
+             local: LocalRunnerPlan | None = None) -> tuple[PipelineOptions, RunPlan]:
     """Parses and checks everything; raises ConfigError before any data is read."""
     from transforms.mapping import load_mapping
 
     options = parse_options(argv)    # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
+    apply_local_plan(options, local or plan_local_runner(argv))
+    dry_run = dataflow.dry_run_requested(options)
+    if dry_run or options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
+        dataflow.check_remote_run(options, dry_run)
     mapping_plan = load_mapping(opts.mapping)
     now = now or dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
-    watermark = read_watermark(opts.state_file, now) if opts.state_file else None
+    # A dry run reads nothing: not even the watermark (the query is shown without it).
+    watermark = read_watermark(opts.state_file, now) if opts.state_file and not dry_run else None
     lower_bound = effective_since(since, watermark, now)
     # Files carry event times, not load times: filtering them by the watermark could skip rows
     # that arrived late, so only an explicit --since filters mapped events (see the README).
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
     dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
-    check_outputs_writable(opts, dead_letter_prefix)
-    schema_notes = check_source(opts, mapping_plan, lower_bound,
-                                options.view_as(GoogleCloudOptions).project)
-    apply_runner_defaults(options, argv)
+    schema_notes: tuple[str, ...] | None = None      # None: the source was not checked
+    if not dry_run:      # a dry run touches no output and no source
+        check_outputs_writable(opts, dead_letter_prefix)
+        schema_notes = check_source(opts, mapping_plan, lower_bound,
+                                    options.view_as(GoogleCloudOptions).project)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,
@@ -214,17 +198,27 @@ def preflight(opts: CapiSyncOptions) -> None:
         client.close()
 
 
-def run(argv: list[str]) -> RunOutcome:
-    options, plan = plan_run(argv)
+def run(argv: list[str], local: LocalWorkers | None = None) -> RunOutcome:
+    """One run. `local` is the local runner's plan and the worker processes the command line
+    started for it (`pipeline.warm_workers.started`); without it, the plan is made here and
+    worker processes are spawned when the runner asks for them."""
+    local = local or LocalWorkers(plan_local_runner(argv), WarmWorkerPool())
+    options, plan = plan_run(argv, local=local.plan)
     opts = plan.options
+    if options.view_as(TestOptions).dry_run:
+        return dry_run(options, plan)
     with futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as executor:
         key_checked = executor.submit(preflight, opts)   # one API round trip, while Beam plans
         started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-        pipeline = beam.Pipeline(runner=local_runner(options), options=options)
+        pipeline = beam.Pipeline(runner=warm_handler.local_runner(local.plan, options),
+                                 options=options)
         _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
         key_checked.result()             # a refused key stops the run here, before any read
+    if local.plan.local and not local.plan.fast:
+        LOG.info("DirectRunner as Beam ships it (the local speed-ups are off: %s)",
+                 local.plan.why_not_fast)
     try:
-        with warm_handler.serving(POOL, direct_workers(options)):
+        with warm_handler.serving(local):
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as exc:
@@ -283,3 +277,12 @@ def save_results(report: dict[str, Any], plan: RunPlan, started_at: dt.datetime,
 
 def _why(error: OSError) -> str:
     return error.strerror or str(error).splitlines()[0][:200]
+
+
+def dry_run(options: PipelineOptions, plan: RunPlan) -> RunOutcome:
+    """DataflowRunner's dry run: the graph translated as for a submission, then described; no
+    preflight, nothing read, sent, staged or written (`pipeline.dataflow`)."""
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "SyncToCapi" >> SyncToCapi(plan)
+    job = dataflow.describe_dry_run(pipeline.run(), options)
+    return RunOutcome({}, EXIT_OK, printout=dataflow.format_dry_run(job))

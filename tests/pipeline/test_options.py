@@ -6,7 +6,9 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from google.protobuf import json_format
 
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
-from pipeline.run import apply_runner_defaults, local_runner
+from pipeline.run import apply_local_plan
+from pipeline.warm_handler import local_runner
+from pipeline.warm_workers import plan_local_runner
 from transforms.errors import ConfigError
 
 PIPELINE_DIR = pathlib.Path(__file__).resolve().parents[2] / "pipeline"
@@ -102,10 +104,10 @@ def test_flags_answer_to_dashed_and_underscore_spellings():
 
 def test_direct_runner_defaults_to_a_worker_per_core_unless_chosen():
     chosen = PipelineOptions(["--direct_num_workers", "1"])
-    apply_runner_defaults(chosen, ["--direct_num_workers", "1"])
+    apply_local_plan(chosen, plan_local_runner(["--direct_num_workers", "1"]))
     assert chosen.view_as(DirectOptions).direct_running_mode == "in_memory"
     default = PipelineOptions([])
-    apply_runner_defaults(default, [])
+    apply_local_plan(default, plan_local_runner([]))
     direct = default.view_as(DirectOptions)
     assert direct.direct_num_workers >= 1
     if direct.direct_num_workers > 1:
@@ -115,8 +117,8 @@ def test_direct_runner_defaults_to_a_worker_per_core_unless_chosen():
 @pytest.mark.parametrize("argv", [[], ["--runner", "direct"], ["--runner=DirectRunner"]])
 def test_direct_runner_runs_on_the_fn_api_runner_with_the_options_not_on_prism(argv):
     chosen = PipelineOptions(argv + ["--pixel-id", "px_1"])
-    apply_runner_defaults(chosen, argv)
-    runner = local_runner(chosen)
+    apply_local_plan(chosen, plan_local_runner(argv))
+    runner = local_runner(plan_local_runner(argv), chosen)
     assert type(runner).__name__ == "FnApiRunner"       # DirectRunner would try Prism first
     workers_see = json_format.MessageToDict(runner._provision_info.provision_info.pipeline_options)
     assert workers_see["beam:option:pixel_id:v1"] == "px_1"   # as DirectRunner's FnApiRunner
@@ -125,8 +127,8 @@ def test_direct_runner_runs_on_the_fn_api_runner_with_the_options_not_on_prism(a
 
 
 def test_other_runners_are_left_to_beam():
-    assert local_runner(PipelineOptions(["--runner", "DataflowRunner"])) is None
-    assert local_runner(PipelineOptions(["--runner", "PrismRunner"])) is None
+    for argv in (["--runner", "DataflowRunner"], ["--runner", "PrismRunner"]):
+        assert local_runner(plan_local_runner(argv), PipelineOptions(argv)) is None
 
 
 def test_flex_template_metadata_names_every_required_parameter():
