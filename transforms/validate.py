@@ -2,9 +2,10 @@
 
 `validate_event` is pure and fast: it runs on every event the mapper produces and on every event
 replayed from a dead-letter file, before sending. (The emulator does not use it: it is the test
-oracle and has its own encoding of the rules, connectors/emulator/rules.py.) It returns the FIRST violation found, as a reason code from
-`transforms.reasons` plus a readable detail. The detail names fields and rules, never user values
-(no PII): `"data.contents[2].quantity must be an integer"`, not the value that was there.
+oracle and has its own encoding of the rules, connectors/emulator/rules.py.) It returns the
+FIRST violation found, as a reason code from `transforms.reasons` plus a readable detail. The
+detail names fields and rules, never user values (no PII):
+`"data.contents[2].quantity must be an integer"`, not the value that was there.
 
 Which reason a data-shape rule maps to (section 7 has a fixed list of codes):
 - anything wrong with `data` itself, `data.type`, `data.plan_id` placement, `data.contents` and
