@@ -16,12 +16,12 @@ import signal
 import sys
 import threading
 
+from pipeline.exit_codes import EXIT_INTERRUPTED
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
 from transforms.masking import mask_secrets
 
 USAGE_HINT = "Run `capi-sync --help` for the options."
-EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 def _help_text() -> str:

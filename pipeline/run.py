@@ -24,6 +24,17 @@ from apache_beam.options.pipeline_options import (
 
 from pipeline import dataflow, outputs, warm_handler
 from pipeline import report as run_report
+from pipeline.exit_codes import (  # noqa: F401 - run.EXIT_* is how callers name them
+    EXIT_AUTH,
+    EXIT_CONFIG,
+    EXIT_DEAD_LETTER_RATE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_SAVED,
+    EXIT_NOTHING_DELIVERED,
+    EXIT_NOTHING_READ,
+    EXIT_OK,
+    EXIT_RETRIES_EXHAUSTED,
+)
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import (
     StateFileChanged,
@@ -48,15 +59,6 @@ from transforms.events import MAX_AGE_MS
 
 LOG = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_AUTH = 3
-EXIT_RETRIES_EXHAUSTED = 4   # the run finished, but some events await a replay of their dead letters
-EXIT_NOTHING_READ = 5        # no row read (a glob matched no file, an empty query), or all skipped
-EXIT_NOTHING_DELIVERED = 6   # rows were read, every one was dead-lettered: nothing was sent
-EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
-EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
-EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
 
 
 class RunStopped(CapiSyncError):

@@ -38,6 +38,8 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 
+from pipeline.exit_codes import EXIT_INTERRUPTED
+
 LOG = logging.getLogger(__name__)
 DIRECT_RUNNERS = ("DirectRunner", "direct")
 MAX_DEFAULT_WORKERS = 8
@@ -250,7 +252,7 @@ def _serve() -> int:
 
         line = sys.stdin.buffer.readline()
     except KeyboardInterrupt:      # Ctrl-C reaches the whole process group: leave quietly
-        return 130
+        return EXIT_INTERRUPTED
     if not line:
         return 0
     os.environ.update(json.loads(line))

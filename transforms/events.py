@@ -1,4 +1,9 @@
-"""Facts about the CAPI event (contract sections 2 and 3) shared by the mapper, validator and emulator."""
+"""Facts about the CAPI event (contract sections 2 and 3), shared by the mapper, the validator,
+the batching and the client.
+
+The emulator does not use them: it is the test oracle, with its own copy written from the
+contract (connectors/emulator/rules.py), so a fact wrong here is not wrong there too.
+"""
 from __future__ import annotations
 
 import dataclasses

@@ -1,9 +1,11 @@
-"""Check a mapped CAPI event against every documented rule (contract sections 3 and 5).
+"""Check a mapped CAPI event against every documented rule (contract sections 3, 5 and 6).
 
-`validate_event` is pure and fast: it runs on every event the mapper produces and again in the
-emulator for every event it receives. It returns the FIRST violation found, as a reason code from
-`transforms.reasons` plus a readable detail. The detail names fields and rules, never user values
-(no PII): `"data.contents[2].quantity must be an integer"`, not the value that was there.
+`validate_event` is pure and fast: it runs on every event the mapper produces and on every event
+replayed from a dead-letter file, before sending. (The emulator does not use it: it is the test
+oracle and has its own encoding of the rules, connectors/emulator/rules.py.) It returns the
+FIRST violation found, as a reason code from `transforms.reasons` plus a readable detail. The
+detail names fields and rules, never user values (no PII):
+`"data.contents[2].quantity must be an integer"`, not the value that was there.
 
 Which reason a data-shape rule maps to (section 7 has a fixed list of codes):
 - anything wrong with `data` itself, `data.type`, `data.plan_id` placement, `data.contents` and
@@ -12,13 +14,19 @@ Which reason a data-shape rule maps to (section 7 has a fixed list of codes):
 - amount without any applicable currency -> `missing_currency`; a currency that is not an
   upper-case ISO 4217 code -> `invalid_currency`;
 - app_installed / app_opened without `action_source: mobile_app` -> `invalid_action_source`;
-- top-level optional fields of the wrong JSON type (`oppref`, `user`, `opt_out`) -> `mapping_error`.
+- a source_url that is sent (on any action source) but is not an absolute URL text (a relative
+  path, a bare host, a number, "") -> `invalid_source_url`; a web event without one ->
+  `missing_source_url`;
+- top-level optional fields of the wrong JSON type (`oppref`, `user`, `opt_out`), and a `user`
+  field off its wire shape (section 6: `user.ip_address must be an IPv4 or IPv6 address`) ->
+  `mapping_error` (section 7 has no user reason; the detail names the field).
 """
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from iso4217 import Currency
@@ -35,7 +43,13 @@ from transforms.events import (
     MOBILE_APP_ONLY_TYPES,
     PLAN_ENROLLMENT,
 )
+from transforms.normalize import (
+    is_sha256_hex,
+    normalize_android_advertising_id,
+    normalize_ip_address,
+)
 from transforms.source_url import is_absolute_url
+from transforms.user_fields import PROFILES
 
 ISO_4217_CODES = frozenset(currency.code for currency in Currency)
 
@@ -166,11 +180,9 @@ def _check_action_source(event: Mapping[str, Any], event_type: str) -> Violation
     if action_source == "web" and source_url is None:
         return Violation(reasons.MISSING_SOURCE_URL, "source_url is required when action_source"
                                                      " is web")
-    if source_url is not None:
-        if not _is_nonempty_str(source_url):
-            return Violation(reasons.MISSING_SOURCE_URL, "source_url must be a non-empty string")
-        if not is_absolute_url(source_url):
-            return Violation(reasons.INVALID_SOURCE_URL, INVALID_SOURCE_URL_DETAIL)
+    # Sent means checked, whatever the action source: "" and 42 are no absolute URL either.
+    if source_url is not None and (type(source_url) is not str or not is_absolute_url(source_url)):
+        return Violation(reasons.INVALID_SOURCE_URL, INVALID_SOURCE_URL_DETAIL)
     return None
 
 
@@ -179,11 +191,96 @@ def _check_optional_fields(event: Mapping[str, Any]) -> Violation | None:
     if oppref is not None and not isinstance(oppref, str):
         return Violation(reasons.MAPPING_ERROR, "oppref must be a string")
     user = event.get("user")
-    if user is not None and not _is_object(user):
-        return Violation(reasons.MAPPING_ERROR, "user must be an object")
+    if user is not None:
+        if not _is_object(user):
+            return Violation(reasons.MAPPING_ERROR, "user must be an object")
+        violation = check_user(user)
+        if violation is not None:
+            return violation
     opt_out = event.get("opt_out")
     if opt_out is not None and not isinstance(opt_out, bool):
         return Violation(reasons.MAPPING_ERROR, "opt_out must be a boolean")
+    return None
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str or isinstance(value, str)
+
+
+def _is_str_list(value: Any) -> bool:
+    # The exact-type test first: the mapper's lists are lists of str.
+    return ((type(value) is list and _ONLY_STR.issuperset(map(type, value)))
+            or (isinstance(value, list) and all(isinstance(item, str) for item in value)))
+
+
+_ONLY_STR = frozenset({str})
+
+
+def _is_ip_address(value: Any) -> bool:
+    # The mapper writes addresses canonically, so that (a regex for IPv4) is tried first; the
+    # API takes any address that parses (2001:DB8::1 too).
+    if not _is_str(value):
+        return False
+    if normalize_ip_address(value) == value:
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+# What a scalar user value must be on the wire, by the profile row's normalization (section 6).
+# A normalization not named here (external_id, scalar profile) asks for a string only.
+_SCALAR_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "android_advertising_id": (
+        lambda value: _is_str(value) and normalize_android_advertising_id(value) == value,
+        "a lower-case canonical UUID (8-4-4-4-12), not all zeros"),
+    "ip_address": (_is_ip_address, "an IPv4 or IPv6 address"),
+    "opaque": (lambda value: _is_str(value) and value != "", "a non-empty string"),
+}
+_HASH_RULE = (lambda value: _is_str(value) and is_sha256_hex(value) and value == value.lower(),
+              "64 lower-case hex characters (a SHA-256 hash)")
+_LIST_RULE = (_is_str_list, "a list of strings")   # the API ignores the values it cannot use
+_STRING_RULE = (_is_str, "a string")
+
+
+def _user_wire_shapes() -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """Wire key -> (is its value good, the rule in words), for every key of every profile in
+    transforms.user_fields.PROFILES: the profile tables are the one list of user wire keys."""
+    shapes: dict[str, tuple[Callable[[Any], bool], str]] = {}
+    for profile in PROFILES.values():
+        for wire in profile:
+            shape = (_LIST_RULE if wire.is_list else _HASH_RULE if wire.hashed
+                     else _SCALAR_RULES.get(wire.normalization, _STRING_RULE))
+            if shapes.setdefault(wire.key, shape) != shape:
+                raise ValueError(f"user.{wire.key} has two wire shapes in the profile tables")
+    return shapes
+
+
+USER_WIRE_SHAPES = _user_wire_shapes()
+
+
+def check_user(user: Mapping[str, Any]) -> Violation | None:
+    """Each known `user` key in its wire shape (section 6); keys of no profile are ignored.
+
+    Lists: the API uses the first three valid values and ignores the rest, so only their JSON
+    shape (a list of strings) is checked. Scalars: a wrong value fails the batch at the API.
+    """
+    shapes, list_rule = USER_WIRE_SHAPES, _LIST_RULE
+    for key, value in user.items():
+        shape = shapes.get(key)
+        if shape is None:
+            continue
+        if shape is list_rule:
+            # The mapper's common case first, inline: a list of one str.
+            if type(value) is list and len(value) == 1 and type(value[0]) is str:
+                continue
+            if _is_str_list(value):
+                continue
+        elif shape[0](value):
+            continue
+        return Violation(reasons.MAPPING_ERROR, f"user.{key} must be {shape[1]}")
     return None
 
 

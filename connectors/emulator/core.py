@@ -8,14 +8,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 from connectors.emulator import rules
 from connectors.emulator.fast import DecodeError, decode_keys_only
 from connectors.emulator.faults import ERROR_MESSAGES, Fault, make_fault, next_fault
 from connectors.emulator.responses import Response, error
-from connectors.emulator.server import EVENTS_PATH, Handler
+from connectors.emulator.server import EVENTS_PATH, Handler, Server
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Emulator:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.max_body_bytes = max_body_bytes
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._reset_state()
@@ -58,8 +57,7 @@ class Emulator:
     def start(self) -> Emulator:
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
-        server.daemon_threads = True
+        server = Server(("127.0.0.1", self._requested_port), Handler)
         server.emulator = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},

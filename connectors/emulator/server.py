@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from http.server import BaseHTTPRequestHandler
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,20 @@ EVENTS_PATH = "/v1/events"
 
 
 _UNREADABLE = object()
+
+
+class Server(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for any error a handler lets through; a client
+    that hung up mid-request is not an emulator error, and stderr belongs to the program under
+    test (its own output is asserted). Everything else goes to the log, with its traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s left mid-request", client_address)
+        else:
+            logger.exception("emulator failed on a request from %s", client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             self._dispatch_unguarded(method)
+        except ConnectionError:     # the client hung up (a deadline, a test's abrupt close):
+            logger.debug("client left during %s %s", method, self.path)   # nothing to answer
+            self.close_connection = True
         except Exception:  # answer like a server would, and keep the traceback in the log
             logger.exception("emulator failed on %s %s", method, self.path)
             self._respond(error(500, "Internal emulator error"), close=True)

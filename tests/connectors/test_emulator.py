@@ -618,3 +618,22 @@ def test_command_line_serves_on_a_free_port():
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_a_client_that_hangs_up_before_the_answer_prints_nothing_on_stderr(capfd):
+    """A client gone mid-request (a deadline cut, a reset) left socketserver's traceback on
+    stderr, inside whatever test ran next; the emulator logs it at debug level instead."""
+    import socket
+    import struct
+    import time
+
+    with Emulator(api_key="sk-svcacct-test", pixel_id="px_test") as api:
+        api.inject("latency", count=5, latency_s=0.3)
+        body = b'{"events": []}'
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", api.port), timeout=5) as client:
+                client.sendall(b"POST /v1/events?pid=px_test HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.8)        # the answers are written to closed connections
+    assert "Traceback" not in capfd.readouterr().err

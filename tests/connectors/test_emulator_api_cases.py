@@ -1,8 +1,7 @@
 """The shared API case table (tests/api_cases.py) against the emulator over loopback HTTP.
 
 The validator runs the same table (tests/transforms/test_validate_api_cases.py); the table is
-written from the contract, so a case failing here means the emulator is wrong. The emulator
-also runs EMULATOR_ONLY_CASES, the cases the validator does not follow yet.
+written from the contract, so a case failing here means the emulator is wrong.
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import pytest
 import requests
 
 from connectors.emulator import Emulator
-from tests.api_cases import CASES, EMULATOR_ONLY_CASES, NOW_MS, ApiCase
+from tests.api_cases import CASES, NOW_MS, ApiCase
 
 API_KEY, PIXEL_ID = "sk-svcacct-cases", "px_cases"
 TIMEOUT = (2, 5)
@@ -31,7 +30,7 @@ def send(api, events: list, validate_only: bool) -> requests.Response:
                         json={"validate_only": validate_only, "events": events})
 
 
-@pytest.mark.parametrize("case", CASES + EMULATOR_ONLY_CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_emulator_follows_the_api_case_table(api, case: ApiCase):
     response = send(api, [case.event], validate_only=True)
 
@@ -62,6 +61,6 @@ def test_every_rule_of_the_emulator_is_exercised_by_a_case():
     # A rule of connectors.emulator.rules that no case breaks is a rule nobody checks.
     from connectors.emulator.rules import EVENT_RULES
 
-    broken = {case.reason for case in CASES + EMULATOR_ONLY_CASES if not case.accepted}
+    broken = {case.reason for case in CASES if not case.accepted}
 
     assert {rule.reason for rule in EVENT_RULES} | {"invalid_event"} == broken

@@ -364,7 +364,8 @@ def _spread(bad: list, good: list, every: int) -> list[tuple[bool, object]]:
 
 
 def _jsonl_export(path: pathlib.Path):
-    """3,000 good rows (six with a 1 MB source_url path: a query is not sent, in one request) and the bad rows above."""
+    """3,000 good rows (six with a 1 MB source_url path, in one request; a query is not sent) and
+    the bad rows above."""
     good = [ca_row(f"j-good-{n}") for n in range(3_000)]
     for n in range(100, 106):
         good[n]["context"]["page"]["url"] = f"https://shop.example.com/{n}/" + "a" * MB

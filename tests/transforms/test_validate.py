@@ -156,8 +156,9 @@ CASES = [
     # source_url: required for web
     ("source-url-missing-web", "order_created", {"source_url": DELETE},
      reasons.MISSING_SOURCE_URL),
-    ("source-url-empty-web", "order_created", {"source_url": ""}, reasons.MISSING_SOURCE_URL),
-    ("source-url-not-string", "order_created", {"source_url": 5}, reasons.MISSING_SOURCE_URL),
+    # sent but no absolute URL text: invalid, not missing (contract section 3, "whenever sent")
+    ("source-url-empty-web", "order_created", {"source_url": ""}, reasons.INVALID_SOURCE_URL),
+    ("source-url-not-string", "order_created", {"source_url": 5}, reasons.INVALID_SOURCE_URL),
     ("source-url-missing-offline", "order_created",
      {"source_url": DELETE, "action_source": "offline"}, None),
     # source_url: whenever sent, an absolute URL with a scheme and a host
