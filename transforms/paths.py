@@ -288,19 +288,24 @@ class Path:
         return values
 
 
+def _split_outside(text: str, separator: str, opening: str, closing: str) -> list[str]:
+    """`text` split at each `separator` that stands outside `opening`...`closing` pairs."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char == opening:
+            depth += 1
+        elif char == closing:
+            depth = max(depth - 1, 0)
+        elif char == separator and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
 def _split_dots(text: str) -> list[str]:
     """'a.b[key=x.y].c' -> ['a', 'b[key=x.y]', 'c']: dots inside brackets do not split."""
-    segments, depth, start = [], 0, 0
-    for index, char in enumerate(text):
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth = max(depth - 1, 0)
-        elif char == "." and depth == 0:
-            segments.append(text[start:index])
-            start = index + 1
-    segments.append(text[start:])
-    return segments
+    return _split_outside(text, ".", "[", "]")
 
 
 def _schema_text(raw: list[str]) -> str:
@@ -505,19 +510,7 @@ def split_alternatives(spec: str | Iterable[str]) -> list[str]:
     A '|' inside template braces does not split: 'order_{a} | b' is a template, then a path.
     """
     items = [spec] if isinstance(spec, str) else list(spec)
-    alternatives: list[str] = []
-    for item in items:
-        depth, start = 0, 0
-        for index, char in enumerate(item):
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth = max(depth - 1, 0)
-            elif char == "|" and depth == 0:
-                alternatives.append(item[start:index].strip())
-                start = index + 1
-        alternatives.append(item[start:].strip())
-    return alternatives
+    return [part.strip() for item in items for part in _split_outside(item, "|", "{", "}")]
 
 
 class ValueSource:
