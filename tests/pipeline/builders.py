@@ -112,3 +112,26 @@ def write_csv(path: pathlib.Path, header: list[str], records: list[list[str | by
         for record in [header, *records]:
             handle.write(b",".join(_csv_field(value) for value in record) + b"\n")
     return path
+
+
+def expected_user(**changes) -> dict:
+    """The user object of ca_row through the default mapping, by hand from contract section 6."""
+    user = {
+        "emails_sha256": [sha256("mary.jane@example.com")],
+        "phone_numbers_sha256": [sha256("14155550100")],
+        "external_ids_sha256": [sha256("cust-42")],
+        "first_names_sha256": [sha256("maryjane")],
+        "last_names_sha256": [sha256("obrien")],
+        "countries": ["US"],
+        "cities": ["san francisco"],
+        "regions": ["ca"],
+        "postal_codes": ["94105-1234"],
+        "ip_address": "203.0.113.9",
+        "user_agent": "Mozilla/5.0",
+    }
+    for key, value in changes.items():
+        if value is None:
+            del user[key]
+        else:
+            user[key] = value
+    return user

@@ -16,6 +16,7 @@ from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import (
     NOW,
     ca_row,
+    expected_user,
     read_dead_letters,
     read_report,
     sha256,
@@ -39,19 +40,7 @@ def expected_order_event() -> dict:
         "action_source": "web",
         "source_url": "https://shop.example.com/checkout/done",
         "oppref": "oppref_abc",
-        "user": {
-            "emails_sha256": [sha256("mary.jane@example.com")],
-            "phone_numbers_sha256": [sha256("14155550100")],
-            "external_ids_sha256": [sha256("cust-42")],
-            "first_names_sha256": [sha256("maryjane")],
-            "last_names_sha256": [sha256("obrien")],
-            "countries": ["US"],
-            "cities": ["san francisco"],
-            "regions": ["ca"],
-            "postal_codes": ["94105-1234"],
-            "ip_address": "203.0.113.9",
-            "user_agent": "Mozilla/5.0",
-        },
+        "user": expected_user(),
         "data": {
             "type": "contents", "amount": 2599, "currency": "USD",
             "contents": [{"id": "sku_123", "name": "Starter bundle", "content_type": "product",

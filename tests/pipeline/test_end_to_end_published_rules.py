@@ -17,6 +17,7 @@ from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import (
     NOW,
     ca_row,
+    expected_user,
     read_dead_letters,
     read_report,
     sha256,
@@ -85,29 +86,6 @@ def recorded_by_key(emulator) -> dict[tuple[str, str], dict]:
         assert (event["id"], name) not in recorded
         recorded[(event["id"], name)] = event
     return recorded
-
-
-def expected_user(**changes) -> dict:
-    """The user object of ca_row through the default mapping, by hand from contract section 6."""
-    user = {
-        "emails_sha256": [sha256("mary.jane@example.com")],
-        "phone_numbers_sha256": [sha256("14155550100")],
-        "external_ids_sha256": [sha256("cust-42")],
-        "first_names_sha256": [sha256("maryjane")],
-        "last_names_sha256": [sha256("obrien")],
-        "countries": ["US"],
-        "cities": ["san francisco"],
-        "regions": ["ca"],
-        "postal_codes": ["94105-1234"],
-        "ip_address": "203.0.113.9",
-        "user_agent": "Mozilla/5.0",
-    }
-    for key, value in changes.items():
-        if value is None:
-            del user[key]
-        else:
-            user[key] = value
-    return user
 
 
 def test_each_published_rule_arrives_as_the_contract_says(emulator, tmp_path):
