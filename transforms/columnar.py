@@ -45,9 +45,13 @@ class _Unsupported(Exception):
 
 
 class _Position:
-    """A row-level path replaced by its position in the row tuple (duck-types Path)."""
+    """A row-level path replaced by its position in the row tuple (duck-types Path).
 
-    __slots__ = ("text", "index", "get")
+    The row tuples hold `present` values (ColumnarMapper._columns applies it column-wise), so
+    `present_get` is ValueSource.get for a source that reads this position alone.
+    """
+
+    __slots__ = ("text", "index", "get", "present_get")
 
     has_each = False
 
@@ -55,6 +59,10 @@ class _Position:
         self.text = text
         self.index = index
         self.get = operator.itemgetter(index)
+
+        def present_get(row: Any, counters: Any = None) -> Any:
+            return row[index]
+        self.present_get = present_get
 
 
 class _PositionalPlan:
@@ -223,13 +231,14 @@ class ColumnarMapper:
         return None if columns is None else _rows_of(columns, batch.num_rows)
 
     def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
-        """Per path of the positional plan, every row's value; None: the schema needs dicts."""
+        """Per path of the positional plan, every row's value, `present` (blank text and empty
+        lists are None, as ValueSource reads them); None: the schema needs row dicts."""
         chains = self._schema_chains(batch.schema)
         if chains is None:
             return None
         converted: dict = {}
-        return [_first_not_none([_chain_values(batch, chain, converted)
-                                 for chain in path_chains])
+        return [present_column(_first_not_none([_chain_values(batch, chain, converted)
+                                                for chain in path_chains]))
                 if path_chains else [None] * batch.num_rows for path_chains in chains]
 
     def built_users(self, columns: list[list[Any]], count: int) -> list[Any] | None:
@@ -238,8 +247,9 @@ class ColumnarMapper:
         if self._users is None:
             return None
 
-        def column_of(source: ValueSource) -> list[Any]:
-            return present_column(columns[source.refs[0].index], source.placeholders)
+        def column_of(source: ValueSource) -> list[Any]:   # the columns are present already
+            column = columns[source.refs[0].index]
+            return present_column(column, source.placeholders) if source.placeholders else column
         return self._users.build_columns(column_of, count)
 
     def _schema_chains(self, schema: pa.Schema) -> list[list[_Chain]] | None:

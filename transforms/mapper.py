@@ -15,7 +15,6 @@ quoted text and digit runs in the message masked (they could be personal data).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from transforms import reasons
 from transforms.deadletter import DeadLetter
@@ -56,9 +55,9 @@ _LOOKS_LIKE_SECONDS = 100_000_000_000
 _SECRET_LOOKING = re.compile(r"'[^']*'|\"[^\"]*\"|\S+@\S+|\d{4,}")
 
 
-@dataclasses.dataclass(frozen=True)
-class MapResult:
-    """What became of one row: exactly one of event, dead_letter, skipped is set."""
+class MapResult(NamedTuple):
+    """What became of one row: exactly one of event, dead_letter, skipped is set (a NamedTuple,
+    as MappedEvent: one per row)."""
 
     event: MappedEvent | None = None
     dead_letter: DeadLetter | None = None
@@ -335,8 +334,9 @@ class RowMapper:
             if built_user is NOT_BUILT:
                 user = self.user_builder.build(row, counters)
             else:
-                user = built_user.user
-                counters.update(built_user.counts)
+                user, counts = built_user
+                if counts:
+                    counters.update(counts)
             if user is not None:
                 event["user"] = user
 
@@ -349,7 +349,7 @@ class RowMapper:
             pixel_id = _text(plan.pixel_id.get(row, counters), "pixel_id")
 
         self._stage = "validation"
-        violation = validate_event(event, now_ms)
+        violation = validate_event(event, now_ms, user_built=self.user_builder is not None)
         if violation is not None:
             detail = violation.detail
             if (violation.reason == reasons.STALE_TIMESTAMP

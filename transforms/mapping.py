@@ -58,7 +58,7 @@ class ItemValueSource:
     or the row (`content_type`), then a default. Emptiness is paths.present. Picklable."""
 
     __slots__ = ("name", "refs", "has_constant", "constant", "default", "placeholders",
-                 "_defaulted")
+                 "_defaulted", "get")
 
     def __init__(self, name: str, refs: tuple[tuple[bool, Path], ...] = (), *,
                  has_constant: bool = False, constant: Any = None, default: Any = None,
@@ -70,6 +70,9 @@ class ItemValueSource:
         self.default = default
         self.placeholders = frozenset(placeholders)
         self._defaulted = f"{name}.defaulted"
+        self.get = self._get
+        if not has_constant and default is None and len(self.refs) == 1 and not placeholders:
+            self.get = _single_item_getter(*self.refs[0])
 
     def __getstate__(self):
         return (self.name, self.refs, self.has_constant, self.constant, self.default,
@@ -95,7 +98,8 @@ class ItemValueSource:
     def __repr__(self) -> str:
         return f"ItemValueSource({self.name!r}, {self.refs!r}, default={self.default!r})"
 
-    def get(self, item: Any, row: Any, counters: Any = None) -> Any:
+    def _get(self, item: Any, row: Any, counters: Any = None) -> Any:
+        """The value for one item of `row`; counts `<name>.defaulted` when the default is used."""
         if self.has_constant:
             return self.constant
         placeholders = self.placeholders
@@ -106,6 +110,18 @@ class ItemValueSource:
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
         return self.default
+
+
+def _single_item_getter(reads_item: bool, path: Any) -> Callable[..., Any]:
+    """ItemValueSource.get for the common case: one path, no default, no placeholders."""
+    get_value = path.get
+    if reads_item:
+        def get(item: Any, row: Any, counters: Any = None) -> Any:
+            return present(get_value(item))
+    else:
+        def get(item: Any, row: Any, counters: Any = None) -> Any:
+            return present(get_value(row))
+    return get
 
 
 @dataclasses.dataclass(frozen=True)

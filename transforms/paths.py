@@ -34,6 +34,8 @@ NO_PLACEHOLDERS: frozenset[str] = frozenset()
 _BAD_SEGMENT_CHARS = re.compile(r"[{}|]")
 _SELECT = re.compile(r"([^\[\]=]+)\[([^\[\]=]+)=([^\[\]]*)\]")
 _TEXT_OR_NONE = frozenset({str, type(None)})
+_LIST_OR_NONE = frozenset({list, type(None)})
+_MAY_BE_EMPTY = (str, list, tuple, dict)   # with their subclasses: the kinds present() empties
 
 
 class PathSyntaxError(ValueError):
@@ -68,9 +70,15 @@ def is_empty(value: Any, placeholders: frozenset[str] = NO_PLACEHOLDERS) -> bool
 
 def present_column(values: list[Any], placeholders: frozenset[str] = NO_PLACEHOLDERS
                    ) -> list[Any]:
-    """`[present(v) for v in values]`, faster for the common column of text or nothing."""
-    if not placeholders and _TEXT_OR_NONE.issuperset(map(type, values)):
+    """`[present(v) for v in values]`, faster for the common columns: text or nothing, lists or
+    nothing, and values that are never empty (numbers, booleans, timestamps)."""
+    kinds = set(map(type, values))
+    if not placeholders and kinds <= _TEXT_OR_NONE:
         return [value if value and not value.isspace() else None for value in values]
+    if kinds <= _LIST_OR_NONE:
+        return [value or None for value in values]
+    if not any(issubclass(kind, _MAY_BE_EMPTY) for kind in kinds):
+        return values
     return [present(value, placeholders) for value in values]
 
 
@@ -539,7 +547,10 @@ class ValueSource:
         self.get = self._get
         if (not has_constant and default is None and len(self.refs) == 1
                 and not self.placeholders and query is None):
-            self.get = _single_reference_getter(self.refs[0].get)
+            # A reference whose values are `present` already (transforms.columnar's tuple
+            # positions) gives its own getter: one call per value instead of two.
+            ref = self.refs[0]
+            self.get = getattr(ref, "present_get", None) or _single_reference_getter(ref.get)
 
     def with_refs(self, refs: tuple[Any, ...]) -> ValueSource:
         """The same source reading other references (transforms.columnar: tuple positions)."""
