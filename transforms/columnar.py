@@ -24,6 +24,7 @@ mapped row by row from dicts.
 """
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -37,7 +38,6 @@ from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import MappingPlan, rewrite_row_paths
 from transforms.paths import EACH, Path, ValueSource, present_column
-from transforms.user_fields import UserBuilder
 
 
 class _Unsupported(Exception):
@@ -45,24 +45,35 @@ class _Unsupported(Exception):
 
 
 class _Position:
-    """A row-level path replaced by its position in the row tuple (duck-types Path).
+    """A path replaced by its position in a tuple of values (duck-types Path): a row-level
+    path in the row tuple, or an item path in an item tuple (item-tuple layout).
 
-    The row tuples hold `present` values (ColumnarMapper._columns applies it column-wise), so
-    `present_get` is ValueSource.get for a source that reads this position alone.
+    The tuples hold `present` values (ColumnarMapper._columns applies it column-wise), so a
+    source that reads this position alone reads `row[present_index]` (paths.ValueSource).
     """
 
-    __slots__ = ("text", "index", "get", "present_get")
+    __slots__ = ("text", "index", "get", "present_index")
 
     has_each = False
 
     def __init__(self, text: str, index: int):
         self.text = text
-        self.index = index
+        self.index = self.present_index = index
         self.get = operator.itemgetter(index)
 
-        def present_get(row: Any, counters: Any = None) -> Any:
-            return row[index]
-        self.present_get = present_get
+
+class _Positions:
+    """Paths in order of first use, each replaced by its _Position (one per distinct text)."""
+
+    def __init__(self):
+        self.paths: list[Path] = []
+        self._index: dict[str, int] = {}
+
+    def __call__(self, path: Path) -> _Position:
+        if path.text not in self._index:
+            self._index[path.text] = len(self.paths)
+            self.paths.append(path)
+        return _Position(path.text, self._index[path.text])
 
 
 class _PositionalPlan:
@@ -70,18 +81,31 @@ class _PositionalPlan:
 
     Derived from the plan by mapping.rewrite_row_paths: every field of the plan is rewritten,
     so a new field cannot be left reading a path of a row that is now a tuple.
+
+    With `item_tuples`, the contents list (`data.contents.path`, e.g. `items`) reads, per row,
+    a list of item tuples instead of item dicts, and the item paths read positions in them
+    (`item_paths`); `items_index` is the list's position in the row tuple. That layout serves
+    schemas where the list is a list of structs (ColumnarMapper._item_layout).
     """
 
-    def __init__(self, plan: MappingPlan):
-        self.paths: list[Path] = []
-        self._index: dict[str, int] = {}
-        self.plan = rewrite_row_paths(plan, self._path)
-
-    def _path(self, path: Path) -> _Position:
-        if path.text not in self._index:
-            self._index[path.text] = len(self.paths)
-            self.paths.append(path)
-        return _Position(path.text, self._index[path.text])
+    def __init__(self, plan: MappingPlan, item_tuples: bool = False):
+        rows = _Positions()
+        self.items_index: int | None = None
+        self.item_paths: list[Path] = []
+        contents = plan.contents
+        if not item_tuples:
+            self.plan = rewrite_row_paths(plan, rows)
+        else:
+            items = _Positions()
+            rewritten = rewrite_row_paths(
+                dataclasses.replace(plan, contents=dataclasses.replace(contents, path=None)),
+                rows, items)
+            self.items_index = len(rows.paths)
+            rows.paths.append(contents.path)   # a position of its own: never shared
+            self.item_paths = items.paths
+            self.plan = dataclasses.replace(rewritten, contents=dataclasses.replace(
+                rewritten.contents, path=_Position(contents.path.text, self.items_index)))
+        self.paths: list[Path] = rows.paths
 
 
 def _field_index(fields: Sequence[pa.Field], name: str) -> int | None:
@@ -140,17 +164,61 @@ def _leaf_chains(fields: Sequence[pa.Field], segments: tuple[str, ...], start: i
     return chains
 
 
-def _chain_values(batch: pa.RecordBatch, chain: _Chain, converted: dict) -> list[Any]:
+def _leaf_array(root: pa.RecordBatch | pa.StructArray, indexes: tuple[int, ...]) -> pa.Array:
+    """The array at `indexes` down the structs of a batch or of a struct array (items)."""
+    if isinstance(root, pa.RecordBatch):
+        array = root.column(indexes[0])
+        indexes = indexes[1:]
+    else:
+        array = root
+    return pc.struct_field(array, list(indexes)) if indexes else array   # null parent: null
+
+
+def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converted: dict
+                  ) -> list[Any]:
     indexes, tail = chain
     values = converted.get(indexes)
     if values is None:
-        array = batch.column(indexes[0])
-        if len(indexes) > 1:
-            array = pc.struct_field(array, list(indexes[1:]))   # a null parent gives null
-        values = converted[indexes] = arrow_values(array)
+        values = converted[indexes] = arrow_values(_leaf_array(root, indexes))
     if tail is None:
         return values
     return [None if value is None else tail(value) for value in values]
+
+
+def _present_values(root: pa.RecordBatch | pa.StructArray, chains: list[list[_Chain]],
+                    count: int) -> list[list[Any]]:
+    """Per path, the `present` value of every row (or item): the first non-null reading."""
+    converted: dict = {}
+    return [present_column(_first_not_none([_chain_values(root, chain, converted)
+                                            for chain in path_chains]))
+            if path_chains else [None] * count for path_chains in chains]
+
+
+class _ItemLayout:
+    """Where the contents list and its item paths are in one schema (item-tuple layout)."""
+
+    __slots__ = ("list_indexes", "item_chains")
+
+    def __init__(self, list_indexes: tuple[int, ...], item_chains: list[list[_Chain]]):
+        self.list_indexes = list_indexes
+        self.item_chains = item_chains
+
+    def item_tuples(self, batch: pa.RecordBatch) -> list[list[tuple[Any, ...]] | None]:
+        """Per row, its items as tuples of present item values; None for a null/empty list."""
+        array = _leaf_array(batch, self.list_indexes)
+        lengths = pc.list_value_length(array).to_pylist()
+        flat = array.flatten()   # the items of every non-null list, in order
+        columns = _present_values(flat, self.item_chains, len(flat))
+        items = _rows_of(columns, len(flat))
+        out: list[list[tuple[Any, ...]] | None] = []
+        start = 0
+        for length in lengths:
+            if not length:
+                out.append(None)
+                continue
+            out.append(items[start:start + length])
+            start += length
+        return out
 
 
 def _column_source(source: ValueSource) -> bool:
@@ -170,6 +238,31 @@ def _first_not_none(columns: list[list[Any]]) -> list[Any]:
     return out
 
 
+class _Layout:
+    """How batches of one schema are mapped column-wise: the positional plan's mapper, the
+    user builder for build_columns (None: users row by row), each path's chains, and the
+    contents list's item layout (None: items are dicts)."""
+
+    __slots__ = ("mapper", "users", "chains", "items", "items_index")
+
+    def __init__(self, mapper: RowMapper, chains: list[list[_Chain]],
+                 items: _ItemLayout | None = None, items_index: int | None = None):
+        self.mapper = mapper
+        builder = mapper.user_builder
+        self.users = builder if builder is not None and all(
+            _column_source(source) for _, source in builder.sources) else None
+        self.chains = chains
+        self.items = items
+        self.items_index = items_index
+
+
+def _type_at(fields: Sequence[pa.Field], indexes: tuple[int, ...]) -> pa.DataType:
+    arrow_type = fields[indexes[0]].type
+    for index in indexes[1:]:
+        arrow_type = arrow_type.field(index).type
+    return arrow_type
+
+
 class ColumnarMapper:
     """RowMapper for Arrow record batches. Keep one per worker, like RowMapper."""
 
@@ -178,12 +271,19 @@ class ColumnarMapper:
         self._by_rows = RowMapper(plan, clock_ms)
         self.counters = self._by_rows.counters
         self._positional = _PositionalPlan(plan)
-        self._by_columns = RowMapper(self._positional.plan, clock_ms, positional=True)
-        self._by_columns.counters = self.counters
-        builder = self._by_columns.user_builder
-        self._users: UserBuilder | None = builder if builder is not None and all(
-            _column_source(source) for _, source in builder.sources) else None
-        self._chains: dict[pa.Schema, list[list[_Chain]] | None] = {}
+        self._by_columns = self._mapper(self._positional, clock_ms)
+        # items as tuples of their paths' values: for a list of structs (no dict per item)
+        self._tuple_items: _PositionalPlan | None = None
+        if plan.contents is not None and plan.contents.path is not None:
+            self._tuple_items = _PositionalPlan(plan, item_tuples=True)
+            self._by_item_tuples = self._mapper(self._tuple_items, clock_ms)
+        self._layouts: dict[pa.Schema, _Layout | None] = {}
+
+    def _mapper(self, positional: _PositionalPlan, clock_ms: Callable[[], int] | None
+                ) -> RowMapper:
+        mapper = RowMapper(positional.plan, clock_ms, positional=True)
+        mapper.counters = self.counters
+        return mapper
 
     def map_row(self, row: Any, source: str | None = None) -> MapResult:
         """One row dict (any other source than Parquet), as RowMapper.map_row."""
@@ -195,8 +295,8 @@ class ColumnarMapper:
 
     def map_batch(self, batch: pa.RecordBatch, sources: Sequence[str]) -> Iterator[MapResult]:
         """One MapResult per row of `batch`, in order; `sources[i]` names row i."""
-        columns = self._columns(batch)
-        if columns is None:
+        layout = self._layout(batch.schema)
+        if layout is None:
             try:
                 dicts = parquet_batch_to_rows(batch)
             except (ValueError, pa.ArrowException) as exc:   # e.g. a struct naming a field twice
@@ -206,9 +306,10 @@ class ColumnarMapper:
             for row, source in zip(dicts, sources, strict=True):
                 yield map_row(row, source)
             return
-        map_row = self._by_columns.map_row
+        columns = self._columns(batch)
+        map_row = layout.mapper.map_row
         rows = _rows_of(columns, batch.num_rows)
-        users = self.built_users(columns, batch.num_rows)
+        users = self.built_users(batch, columns)
         if users is None:
             for row, source in zip(rows, sources, strict=True):
                 yield map_row(row, source)
@@ -230,33 +331,68 @@ class ColumnarMapper:
         columns = self._columns(batch)
         return None if columns is None else _rows_of(columns, batch.num_rows)
 
-    def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
-        """Per path of the positional plan, every row's value, `present` (blank text and empty
-        lists are None, as ValueSource reads them); None: the schema needs row dicts."""
-        chains = self._schema_chains(batch.schema)
-        if chains is None:
-            return None
-        converted: dict = {}
-        return [present_column(_first_not_none([_chain_values(batch, chain, converted)
-                                                for chain in path_chains]))
-                if path_chains else [None] * batch.num_rows for path_chains in chains]
+    def item_tuples(self, batch: pa.RecordBatch) -> bool:
+        """Whether this schema's contents items are read as tuples (a list of structs)."""
+        layout = self._layout(batch.schema)
+        return layout is not None and layout.items is not None
 
-    def built_users(self, columns: list[list[Any]], count: int) -> list[Any] | None:
-        """UserBuilder.build_columns over the path columns (passed to map_row by name), or None
-        when users are built row by row."""
-        if self._users is None:
+    def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
+        """Per path of the layout's positional plan, every row's value, `present` (blank text
+        and empty lists are None, as ValueSource reads them); None: the schema needs dicts."""
+        layout = self._layout(batch.schema)
+        if layout is None:
+            return None
+        columns = _present_values(batch, layout.chains, batch.num_rows)
+        if layout.items is not None:
+            columns[layout.items_index] = layout.items.item_tuples(batch)
+        return columns
+
+    def built_users(self, batch: pa.RecordBatch, columns: list[list[Any]]) -> list[Any] | None:
+        """UserBuilder.build_columns over the batch's path columns (passed to map_row by name),
+        or None when users are built row by row."""
+        layout = self._layout(batch.schema)
+        if layout is None or layout.users is None:
             return None
 
         def column_of(source: ValueSource) -> list[Any]:   # the columns are present already
             column = columns[source.refs[0].index]
             return present_column(column, source.placeholders) if source.placeholders else column
-        return self._users.build_columns(column_of, count)
+        return layout.users.build_columns(column_of, batch.num_rows)
 
-    def _schema_chains(self, schema: pa.Schema) -> list[list[_Chain]] | None:
-        if schema not in self._chains:
-            try:
-                chains = [_path_chains(list(schema), path) for path in self._positional.paths]
-            except _Unsupported:
-                chains = None
-            self._chains[schema] = chains
-        return self._chains[schema]
+    def _layout(self, schema: pa.Schema) -> _Layout | None:
+        if schema not in self._layouts:
+            self._layouts[schema] = self._item_tuple_layout(schema) or self._dict_item_layout(
+                schema)
+        return self._layouts[schema]
+
+    def _dict_item_layout(self, schema: pa.Schema) -> _Layout | None:
+        try:
+            chains = [_path_chains(list(schema), path) for path in self._positional.paths]
+        except _Unsupported:
+            return None
+        return _Layout(self._by_columns, chains)
+
+    def _item_tuple_layout(self, schema: pa.Schema) -> _Layout | None:
+        """The item-tuple layout when the contents list is one list-of-structs column."""
+        positional = self._tuple_items
+        if positional is None:
+            return None
+        fields = list(schema)
+        try:
+            found = _path_chains(fields, self.plan.contents.path)
+            if len(found) != 1 or found[0][1] is not None:
+                return None                 # read in several places, or per row: dicts
+            list_indexes = found[0][0]
+            list_type = _type_at(fields, list_indexes)
+            if not (pa.types.is_list(list_type) or pa.types.is_large_list(list_type)
+                    or pa.types.is_fixed_size_list(list_type)) or not pa.types.is_struct(
+                    list_type.value_type):
+                return None
+            item_fields = list(list_type.value_type)
+            item_chains = [_path_chains(item_fields, path) for path in positional.item_paths]
+            chains = [[] if index == positional.items_index else _path_chains(fields, path)
+                      for index, path in enumerate(positional.paths)]
+        except _Unsupported:
+            return None
+        return _Layout(self._by_item_tuples, chains, _ItemLayout(list_indexes, item_chains),
+                       positional.items_index)

@@ -114,6 +114,11 @@ class ItemValueSource:
 
 def _single_item_getter(reads_item: bool, path: Any) -> Callable[..., Any]:
     """ItemValueSource.get for the common case: one path, no default, no placeholders."""
+    index = getattr(path, "present_index", None)   # see paths.ValueSource
+    if index is not None and reads_item:
+        def get_at(item: Any, row: Any, counters: Any = None) -> Any:
+            return item[index]
+        return get_at
     get_value = path.get
     if reads_item:
         def get(item: Any, row: Any, counters: Any = None) -> Any:
@@ -224,8 +229,10 @@ def columns_of(paths: tuple[Path, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(column for path in paths for column in path.top_level_columns()))
 
 
-def rewrite_row_paths(node: Any, replace: Callable[[Path], Any]) -> Any:
-    """`node` (a plan or any part of one) with every row-level Path replaced by `replace(path)`.
+def rewrite_row_paths(node: Any, replace: Callable[[Path], Any],
+                      replace_item: Callable[[Path], Any] | None = None) -> Any:
+    """`node` (a plan or any part of one) with every row-level Path replaced by `replace(path)`
+    and, when `replace_item` is given, every path read from a contents item by it.
 
     The one walk over a plan's fields: `MappingPlan.source_paths` records with it and
     transforms.columnar swaps in tuple positions with it, so a new plan field is seen by both.
@@ -237,12 +244,13 @@ def rewrite_row_paths(node: Any, replace: Callable[[Path], Any]) -> Any:
     if isinstance(node, ValueSource):
         return node.with_refs(tuple(rewrite_row_paths(ref, replace) for ref in node.refs))
     if isinstance(node, ItemValueSource):
-        return node.with_refs(tuple((reads_item, path if reads_item else replace(path))
-                                    for reads_item, path in node.refs))
+        return node.with_refs(tuple(
+            (reads_item, (path if replace_item is None else replace_item(path)) if reads_item
+             else replace(path)) for reads_item, path in node.refs))
     if isinstance(node, tuple):
-        return tuple(rewrite_row_paths(member, replace) for member in node)
+        return tuple(rewrite_row_paths(member, replace, replace_item) for member in node)
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        changes = {field.name: rewrite_row_paths(getattr(node, field.name), replace)
+        changes = {field.name: rewrite_row_paths(getattr(node, field.name), replace, replace_item)
                    for field in dataclasses.fields(node) if field.name != "required_columns"}
         return dataclasses.replace(node, **changes)
     return node

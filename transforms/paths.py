@@ -547,10 +547,12 @@ class ValueSource:
         self.get = self._get
         if (not has_constant and default is None and len(self.refs) == 1
                 and not self.placeholders and query is None):
-            # A reference whose values are `present` already (transforms.columnar's tuple
-            # positions) gives its own getter: one call per value instead of two.
+            # A reference that names the position of a `present` value in a row tuple
+            # (transforms.columnar) is read directly: one call per value instead of three.
             ref = self.refs[0]
-            self.get = getattr(ref, "present_get", None) or _single_reference_getter(ref.get)
+            index = getattr(ref, "present_index", None)
+            self.get = (_single_reference_getter(ref.get) if index is None
+                        else _present_position_getter(index))
 
     def with_refs(self, refs: tuple[Any, ...]) -> ValueSource:
         """The same source reading other references (transforms.columnar: tuple positions)."""
@@ -604,6 +606,12 @@ class ValueSource:
         if self.default is not None and counters is not None:
             counters[self._defaulted] += 1
         return self.default
+
+
+def _present_position_getter(index: int):
+    def get(row: Any, counters: Any = None) -> Any:
+        return row[index]
+    return get
 
 
 def _single_reference_getter(get_value):

@@ -211,7 +211,7 @@ def test_user_values_that_are_not_text_go_through_the_row_builder():
     })
     by_columns = ColumnarMapper(plan, clock_ms=lambda: NOW_MS)
     batch = table.to_batches()[0]
-    built = by_columns.built_users(by_columns._columns(batch), batch.num_rows)
+    built = by_columns.built_users(batch, by_columns._columns(batch))
     from transforms.user_fields import NOT_BUILT
     assert [value is NOT_BUILT for value in built] == [True, False, True]
     results = map_both_ways(plan, table, columnar=True)
@@ -231,7 +231,7 @@ def test_one_mapper_serves_files_with_different_schemas():
         got = list(by_columns.map_batch(batch, ["f#row=1"]))
         assert got == [by_rows.map_row(parquet_batch_to_rows(batch)[0], "f#row=1")]
         assert got[0].event.event["user"]["emails_sha256"]
-    assert len(by_columns._chains) == 2           # one resolution per distinct schema
+    assert len(by_columns._layouts) == 2          # one resolution per distinct schema
 
 
 def test_rows_pyarrow_cannot_read_become_dead_letters_not_a_crash():
@@ -287,3 +287,75 @@ def test_published_rules_read_the_same_by_columns_and_by_rows():
     third_user = results[2].dead_letter.event["user"]
     assert third_user == {"first_names_sha256": [_sha("zo\u00eb")],
                           "last_names_sha256": [_sha("o\u2019brien")]}
+
+
+ITEMS_MAPPING = """
+extends: default
+data:
+  contents:
+    path: order.items
+    fields:
+      id: order.items.X.sku
+      name: order.items.X.product.name | order.items.X.title
+      content_type: {path: order.items.X.kind | content_type, default: product}
+      amount: {path: order.items.X.product.price, unit: major}
+      quantity: order.items.X.qty
+      currency: order.items.X.currency
+      variant_dict: order.items.X.variants
+"""
+ITEM_TYPE = pa.struct([
+    ("sku", pa.string()), ("qty", pa.int64()), ("currency", pa.string()),
+    ("kind", pa.string()), ("title", pa.string()),
+    ("product", pa.struct([("name", pa.string()), ("price", pa.float64())])),
+    ("variants", pa.map_(pa.string(), pa.string()))])
+
+
+def _items_table(items: list) -> pa.Table:
+    count = len(items)
+    return pa.table({
+        "event_name": ["purchase"] * count, "type": ["offline"] * count,
+        "currency": ["EUR", "JPY", "EUR", "USD", "EUR", "EUR"][:count],
+        "value": [10.5] * count, "content_type": [None, "service", None, None, None, None][:count],
+        "context": [{"event_id": f"e{i}"} for i in range(count)],
+        "order": pa.array([{"items": row} for row in items],
+                          pa.struct([("items", pa.list_(ITEM_TYPE))])),
+    })
+
+
+def test_items_of_a_list_of_structs_are_read_as_tuples_exactly_as_dicts():
+    item = {"sku": "A1", "qty": 2, "currency": None, "kind": None, "title": "T-shirt",
+            "product": {"name": "  ", "price": 9.99}, "variants": [("size", "M")]}
+    items = [
+        [item, {**item, "sku": " B2 ", "kind": "", "product": None, "variants": None}],
+        [{**item, "currency": "JPY", "product": {"name": "Mug", "price": 1200.0}}],
+        [],                                                  # empty list: no contents
+        None,                                                # null list: no contents
+        [None, {**item, "qty": None}],                       # a null item: empty, counted
+        [{**item, "currency": "EURO"}],                      # a bad item: a dead letter
+    ]
+    table = _items_table(items)
+    plan = parse_mapping(ITEMS_MAPPING)
+    assert ColumnarMapper(plan).item_tuples(table.to_batches()[0])
+    results = map_both_ways(plan, table, columnar=True, chunk=4)
+    contents = [r.event.event["data"].get("contents") if r.event else None for r in results]
+    assert contents[0] == [
+        {"id": "A1", "name": "T-shirt", "content_type": "product", "quantity": 2,
+         "variant_dict": {"size": "M"}, "amount": 999},
+        {"id": "B2", "name": "T-shirt", "content_type": "product", "quantity": 2}]
+    assert contents[1] == [{"id": "A1", "name": "Mug", "content_type": "service", "quantity": 2,
+                            "currency": "JPY", "variant_dict": {"size": "M"}, "amount": 1200}]
+    assert contents[2] is None and contents[3] is None
+    assert [c.get("id") for c in contents[4]] == [None, "A1"]   # the null item: its default only
+    assert results[5].dead_letter.reason == "invalid_currency"
+
+
+def test_items_that_are_not_a_list_of_structs_are_read_as_dicts():
+    plan = parse_mapping(ITEMS_MAPPING)
+    # JSON text items (a warehouse's JSON column read as text) and a flat 'order.items' column
+    as_text = pa.table({"event_name": ["purchase"], "type": ["offline"], "currency": ["EUR"],
+                        "context": [{"event_id": "e1"}],
+                        "order.items": ['[{"sku": "A1", "qty": 1}]']})
+    assert not ColumnarMapper(plan).item_tuples(as_text.to_batches()[0])
+    results = map_both_ways(plan, as_text, columnar=True)
+    assert results[0].event.event["data"]["contents"] == [
+        {"id": "A1", "content_type": "product", "quantity": 1}]
