@@ -99,10 +99,8 @@ class MapRowsToEvents(beam.DoFn):
         events, dead = [], 0
         if chunk.batch is not None:     # Parquet: mapped column-wise from the Arrow batch
             results = self._mapper.map_batch(chunk.batch, chunk.sources)
-        else:
-            map_row = self._mapper.map_row
-            results = (map_row(row, source)
-                       for row, source in zip(chunk.rows, chunk.sources, strict=True))
+        else:                           # row dicts: read into columns, then mapped the same way
+            results = self._mapper.map_rows(chunk.rows, chunk.sources)
         for result in results:
             if result.event is not None:
                 if self._since_ms is not None and \

@@ -38,6 +38,7 @@ from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import MappingPlan, rewrite_row_paths
 from transforms.paths import EACH, Path, ValueSource, present_column
+from transforms.user_fields import UserBuilder
 
 
 class _Unsupported(Exception):
@@ -248,12 +249,17 @@ class _Layout:
     def __init__(self, mapper: RowMapper, chains: list[list[_Chain]],
                  items: _ItemLayout | None = None, items_index: int | None = None):
         self.mapper = mapper
-        builder = mapper.user_builder
-        self.users = builder if builder is not None and all(
-            _column_source(source) for _, source in builder.sources) else None
+        self.users = _column_users(mapper)
         self.chains = chains
         self.items = items
         self.items_index = items_index
+
+
+def _column_users(mapper: RowMapper) -> UserBuilder | None:
+    """The positional mapper's user builder when build_columns can serve it, else None."""
+    builder = mapper.user_builder
+    return builder if builder is not None and all(
+        _column_source(source) for _, source in builder.sources) else None
 
 
 def _type_at(fields: Sequence[pa.Field], indexes: tuple[int, ...]) -> pa.DataType:
@@ -272,6 +278,7 @@ class ColumnarMapper:
         self.counters = self._by_rows.counters
         self._positional = _PositionalPlan(plan)
         self._by_columns = self._mapper(self._positional, clock_ms)
+        self._dict_users = _column_users(self._by_columns)
         # items as tuples of their paths' values: for a list of structs (no dict per item)
         self._tuple_items: _PositionalPlan | None = None
         if plan.contents is not None and plan.contents.path is not None:
@@ -317,6 +324,40 @@ class ColumnarMapper:
             for row, source, user in zip(rows, sources, users, strict=True):
                 yield map_row(row, source, built_user=user)
 
+    def map_rows(self, rows: Sequence[Any], sources: Sequence[str]) -> Iterator[MapResult]:
+        """One MapResult per row dict, in order, as map_row gives them (CSV, JSONL, BigQuery).
+
+        The rows' path values are read into columns once, so the user objects are built
+        column-wise (UserBuilder.build_columns) and the rest reads tuple positions, as for an
+        Arrow batch. A chunk holding anything but plain dicts is mapped row by row.
+        """
+        columns = self._row_columns(rows)
+        if columns is None:
+            map_row = self._by_rows.map_row
+            for row, source in zip(rows, sources, strict=True):
+                yield map_row(row, source)
+            return
+        map_row = self._by_columns.map_row
+        tuples = _rows_of(columns, len(rows))
+        users = self._users_of(self._dict_users, columns, len(rows))
+        if users is None:
+            for row, source in zip(tuples, sources, strict=True):
+                yield map_row(row, source)
+        else:
+            for row, source, user in zip(tuples, sources, users, strict=True):
+                yield map_row(row, source, built_user=user)
+
+    def _row_columns(self, rows: Sequence[Any]) -> list[list[Any]] | None:
+        """Per path of the dict-item positional plan, every row's `present` value; None when a
+        row is not a plain dict or a path cannot be read (map_row says why, row by row)."""
+        if not all(type(row) is dict for row in rows):
+            return None
+        try:
+            return [present_column([get(row) for row in rows])
+                    for get in (path.get for path in self._positional.paths)]
+        except Exception:  # noqa: BLE001 - map_row turns the same failure into a dead letter
+            return None
+
     def _unreadable(self, batch: pa.RecordBatch, sources: Sequence[str], exc: Exception
                     ) -> Iterator[MapResult]:
         """Rows pyarrow cannot turn into Python values: each one a mapping_error dead letter."""
@@ -351,13 +392,18 @@ class ColumnarMapper:
         """UserBuilder.build_columns over the batch's path columns (passed to map_row by name),
         or None when users are built row by row."""
         layout = self._layout(batch.schema)
-        if layout is None or layout.users is None:
+        return None if layout is None else self._users_of(layout.users, columns, batch.num_rows)
+
+    @staticmethod
+    def _users_of(users: UserBuilder | None, columns: list[list[Any]], count: int
+                  ) -> list[Any] | None:
+        if users is None:
             return None
 
         def column_of(source: ValueSource) -> list[Any]:   # the columns are present already
             column = columns[source.refs[0].index]
             return present_column(column, source.placeholders) if source.placeholders else column
-        return layout.users.build_columns(column_of, batch.num_rows)
+        return users.build_columns(column_of, count)
 
     def _layout(self, schema: pa.Schema) -> _Layout | None:
         if schema not in self._layouts:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.generate_rows import write_parquet
+from benchmarks.generate_rows import commanders_act_rows, write_parquet
 from connectors.rows import parquet_batch_to_rows
 from transforms.columnar import ColumnarMapper
 from transforms.mapper import RowMapper
@@ -359,3 +359,61 @@ def test_items_that_are_not_a_list_of_structs_are_read_as_dicts():
     results = map_both_ways(plan, as_text, columnar=True)
     assert results[0].event.event["data"]["contents"] == [
         {"id": "A1", "content_type": "product", "quantity": 1}]
+
+
+def map_dicts_both_ways(plan, rows: list, chunk: int = 50, now_ms: int = NOW_MS):
+    """ColumnarMapper.map_rows (chunks of dicts read into columns) against RowMapper.map_row."""
+    by_columns = ColumnarMapper(plan, clock_ms=lambda: now_ms)
+    by_rows = RowMapper(plan, clock_ms=lambda: now_ms)
+    sources = [f"t.jsonl#row={i + 1}" for i in range(len(rows))]
+    got = []
+    for start in range(0, len(rows), chunk):
+        got.extend(by_columns.map_rows(rows[start:start + chunk], sources[start:start + chunk]))
+    want = [by_rows.map_row(row, source) for row, source in zip(rows, sources, strict=True)]
+    assert len(got) == len(rows)
+    for index, (one, other) in enumerate(zip(got, want, strict=True)):
+        assert one == other, f"row {index + 1}"
+    assert by_columns.counters == by_rows.counters
+    return got
+
+
+def test_row_dicts_read_into_columns_map_exactly_as_row_by_row():
+    rows = list(commanders_act_rows(1_500, seed=3, now_ms=NOW_MS, bad_fraction=0.3))
+    # values build_columns leaves to build(): lists, numbers, a dict; and a chunk whose rows
+    # are not all dicts (a JSON line that is a list), mapped row by row
+    rows[0]["user"]["email"] = ["a@example.com", "b@example.com"]
+    rows[1]["user"]["phone"] = 33612345678
+    rows[2]["user"]["city"] = {"name": "Paris"}
+    rows[60] = ["not", "a", "record"]
+    results = map_dicts_both_ways(load_mapping(), rows)
+    reasons = {r.dead_letter.reason for r in results if r.dead_letter is not None}
+    assert len(reasons) >= 5 and "mapping_error" in reasons, reasons
+    assert sum(r.event is not None for r in results) > 800
+
+
+@pytest.mark.parametrize("preset", ["ga4", "segment", "snowplow"])
+def test_preset_rows_read_into_columns_map_exactly_as_row_by_row(preset):
+    # (shopify is a group_by preset: its groups are mapped from row dicts by map_group)
+    from tests.pipeline import preset_builders as b
+    rows = {
+        "ga4": lambda: [b.ga4_row(name, i, params={"page_location": "https://s.example/p?q=1",
+                                                   "currency": "EUR", "value": 12.5},
+                                  transaction_id=tid, items=[("sku-1", "Mug", 6.25, 2)])
+                        for i, (name, tid) in enumerate([
+                            ("purchase", "T-1"), ("purchase", "(not set)"), ("page_view", None),
+                            ("add_to_cart", None), ("generate_lead", None), ("scroll", None)])],
+        "segment": lambda: [dict(zip(b.SEGMENT_COLUMNS, b.segment_order(
+            f"m{i}", f"o{i}", total, currency, [{"product_id": "p1", "price": 5, "quantity": 1}]),
+            strict=True))
+            for i, (total, currency) in enumerate(
+                [(19.99, "USD"), (1200, "JPY"), (None, None), (5, "usd")])],
+        "snowplow": lambda: [b.snowplow_event(f"s{i}", event, name, tr_orderid=order,
+                                              tr_total=total, tr_currency="EUR")
+                             for i, (event, name, order, total) in enumerate([
+                                 ("transaction", "transaction", "o-1", 30.0),
+                                 ("struct", "add_to_cart", None, None),
+                                 ("page_view", "page_view", None, None)])],
+    }[preset]()
+    now_ms = b.HOUR_AGO_MS + 3_600_000
+    results = map_dicts_both_ways(load_mapping(preset), rows, chunk=4, now_ms=now_ms)
+    assert any(r.event is not None for r in results)
