@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -64,6 +65,9 @@ class MapResult(NamedTuple):
     skipped: str | None = None
 
 
+# The per-row constructors without a Python frame (a NamedTuple's __new__ is Python code).
+_event_result = functools.partial(tuple.__new__, MapResult)
+_new_event = functools.partial(tuple.__new__, MappedEvent)
 _SKIPPED_NO_CONSENT = MapResult(skipped=reasons.NO_CONSENT)
 _SKIPPED_EXCLUDED = MapResult(skipped=reasons.EXCLUDED_EVENT)
 _SKIPPED_FILTERED = MapResult(skipped=reasons.FILTERED_OUT)
@@ -360,7 +364,7 @@ class RowMapper:
             return MapResult(dead_letter=DeadLetter(
                 reason=violation.reason, detail=detail, event_id=event.get("id"),
                 source=source, event=event, pixel_id=pixel_id))
-        return MapResult(event=MappedEvent(pixel_id, event, source))
+        return _event_result((_new_event((pixel_id, event, source)), None, None))
 
     def _data(self, row: Any, event_type: str, counters: Any, group: Sequence[Any] | None
               ) -> dict[str, Any]:

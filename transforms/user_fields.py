@@ -17,6 +17,7 @@ empty and duplicate results dropped, and list fields keep the first 3 (the rest 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -305,7 +306,8 @@ class UserBuilder:
             {key: value for key, value in zip(keys, row, strict=True) if value is not None}
             if None in row else dict(zip(keys, row, strict=True))
             for row in zip(*columns, strict=True)] if columns else [None] * rows
-        return [NOT_BUILT if not_built[i] else BuiltUser(users[i] or None, counts[i] or ())
+        built = functools.partial(tuple.__new__, BuiltUser)   # no Python frame per row
+        return [NOT_BUILT if not_built[i] else built((users[i] or None, counts[i] or ()))
                 for i in range(rows)]
 
     @staticmethod
