@@ -313,10 +313,10 @@ class ColumnarMapper:
             for row, source in zip(dicts, sources, strict=True):
                 yield map_row(row, source)
             return
-        columns = self._columns(batch)
+        columns = self._columns(batch, layout)
         map_row = layout.mapper.map_row
         rows = _rows_of(columns, batch.num_rows)
-        users = self.built_users(batch, columns)
+        users = self._users_of(layout.users, columns, batch.num_rows)
         if users is None:
             for row, source in zip(rows, sources, strict=True):
                 yield map_row(row, source)
@@ -377,10 +377,12 @@ class ColumnarMapper:
         layout = self._layout(batch.schema)
         return layout is not None and layout.items is not None
 
-    def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
+    def _columns(self, batch: pa.RecordBatch, layout: _Layout | None = None
+                 ) -> list[list[Any]] | None:
         """Per path of the layout's positional plan, every row's value, `present` (blank text
         and empty lists are None, as ValueSource reads them); None: the schema needs dicts."""
-        layout = self._layout(batch.schema)
+        if layout is None:
+            layout = self._layout(batch.schema)
         if layout is None:
             return None
         columns = _present_values(batch, layout.chains, batch.num_rows)
