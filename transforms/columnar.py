@@ -53,13 +53,13 @@ class _Position:
     source that reads this position alone reads `row[present_index]` (paths.ValueSource).
     """
 
-    __slots__ = ("text", "index", "get", "present_index")
+    __slots__ = ("text", "get", "present_index")
 
     has_each = False
 
     def __init__(self, text: str, index: int):
         self.text = text
-        self.index = self.present_index = index
+        self.present_index = index
         self.get = operator.itemgetter(index)
 
 
@@ -309,20 +309,10 @@ class ColumnarMapper:
             except (ValueError, pa.ArrowException) as exc:   # e.g. a struct naming a field twice
                 yield from self._unreadable(batch, sources, exc)
                 return
-            map_row = self._by_rows.map_row
-            for row, source in zip(dicts, sources, strict=True):
-                yield map_row(row, source)
+            yield from self._map_dicts(dicts, sources)
             return
         columns = self._columns(batch, layout)
-        map_row = layout.mapper.map_row
-        rows = _rows_of(columns, batch.num_rows)
-        users = self._users_of(layout.users, columns, batch.num_rows)
-        if users is None:
-            for row, source in zip(rows, sources, strict=True):
-                yield map_row(row, source)
-        else:
-            for row, source, user in zip(rows, sources, users, strict=True):
-                yield map_row(row, source, built_user=user)
+        yield from self._map_columns(layout.mapper, layout.users, columns, sources)
 
     def map_rows(self, rows: Sequence[Any], sources: Sequence[str]) -> Iterator[MapResult]:
         """One MapResult per row dict, in order, as map_row gives them (CSV, JSONL, BigQuery).
@@ -333,18 +323,28 @@ class ColumnarMapper:
         """
         columns = self._row_columns(rows)
         if columns is None:
-            map_row = self._by_rows.map_row
+            yield from self._map_dicts(rows, sources)
+            return
+        yield from self._map_columns(self._by_columns, self._dict_users, columns, sources)
+
+    def _map_dicts(self, rows: Sequence[Any], sources: Sequence[str]) -> Iterator[MapResult]:
+        map_row = self._by_rows.map_row
+        for row, source in zip(rows, sources, strict=True):
+            yield map_row(row, source)
+
+    def _map_columns(self, mapper: RowMapper, users: UserBuilder | None,
+                     columns: list[list[Any]], sources: Sequence[str]) -> Iterator[MapResult]:
+        """The rows of `columns` through the positional `mapper`, with their user objects built
+        column-wise when `users` can build them."""
+        count = len(sources)
+        map_row = mapper.map_row
+        rows = _rows_of(columns, count)
+        built = self._users_of(users, columns, count)
+        if built is None:
             for row, source in zip(rows, sources, strict=True):
                 yield map_row(row, source)
-            return
-        map_row = self._by_columns.map_row
-        tuples = _rows_of(columns, len(rows))
-        users = self._users_of(self._dict_users, columns, len(rows))
-        if users is None:
-            for row, source in zip(tuples, sources, strict=True):
-                yield map_row(row, source)
         else:
-            for row, source, user in zip(tuples, sources, users, strict=True):
+            for row, source, user in zip(rows, sources, built, strict=True):
                 yield map_row(row, source, built_user=user)
 
     def _row_columns(self, rows: Sequence[Any]) -> list[list[Any]] | None:
@@ -403,7 +403,7 @@ class ColumnarMapper:
             return None
 
         def column_of(source: ValueSource) -> list[Any]:   # the columns are present already
-            column = columns[source.refs[0].index]
+            column = columns[source.refs[0].present_index]
             return present_column(column, source.placeholders) if source.placeholders else column
         return users.build_columns(column_of, count)
 
