@@ -172,7 +172,11 @@ def _leaf_array(root: pa.RecordBatch | pa.StructArray, indexes: tuple[int, ...])
         indexes = indexes[1:]
     else:
         array = root
-    return pc.struct_field(array, list(indexes)) if indexes else array   # null parent: null
+    for depth, index in enumerate(indexes):
+        if array.null_count:    # a null parent makes its children null: struct_field does that
+            return pc.struct_field(array, list(indexes[depth:]))
+        array = array.field(index)   # no null parent: the child as it is, without a kernel call
+    return array
 
 
 def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converted: dict

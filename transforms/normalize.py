@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 import string
 import unicodedata
 from decimal import Decimal
@@ -215,7 +216,10 @@ def normalize_postal_code(value: Any) -> str | None:
     text = as_text(value)
     if text is None:
         return None
-    return _POSTAL_DROP.sub("", text.strip())[:MAX_POSTAL_CODE_LENGTH].strip() or None
+    text = text.strip()
+    if text.isalnum() and text.isascii():    # the common case ('69006'): nothing to drop
+        return text[:MAX_POSTAL_CODE_LENGTH]
+    return _POSTAL_DROP.sub("", text)[:MAX_POSTAL_CODE_LENGTH].strip() or None
 
 
 def normalize_zip_letters(value: Any, country: str | None = None) -> str | None:
@@ -298,8 +302,15 @@ def normalize_android_advertising_id(value: Any) -> str | None:
         return None
     return text
 
-_IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-                   r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+
+def _is_canonical_ipv4(text: str) -> bool:
+    """Whether `text` is an IPv4 address as it is written canonically (no leading zeros, each
+    octet <= 255): it reads back the same through the C library, ~4x quicker than a regular
+    expression (a libc that takes other forms cannot pass the comparison either)."""
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text
+    except (OSError, ValueError):    # not IPv4, or a NUL in the text
+        return False
 
 
 def normalize_ip_address(value: Any) -> str | None:
@@ -308,7 +319,7 @@ def normalize_ip_address(value: Any) -> str | None:
     if text is None:
         return None
     text = text.strip()
-    if _IPV4.fullmatch(text):   # already canonical: no leading zeros, each octet <= 255
+    if _is_canonical_ipv4(text):
         return text
     try:
         return str(ipaddress.ip_address(text))
@@ -413,6 +424,7 @@ try:
     _KEEP_UNSTRIPPED = (_VR.TOO_SHORT, _VR.IS_POSSIBLE_LOCAL_ONLY, _VR.INVALID_LENGTH)
     _POSSIBLE = (_VR.IS_POSSIBLE, _VR.IS_POSSIBLE_LOCAL_ONLY)
     _MIN_NSN, _MAX_NSN = _pnu._MIN_LENGTH_FOR_NSN, _pnu._MAX_LENGTH_FOR_NSN
+    _MAX_CODE_LENGTH = _pnu._MAX_LENGTH_COUNTRY_CODE
     _FAST_PHONE_AVAILABLE = True
 except (ImportError, AttributeError):  # pragma: no cover - a phonenumbers without these helpers
     _FAST_PHONE_AVAILABLE = False
@@ -449,6 +461,31 @@ def _length_result(number: str, metadata: Any) -> Any:
     return known[1]
 
 
+@functools.cache
+def _country_code_at(head: str) -> tuple[int, int]:
+    """(calling code, its length) at the start of digits that begin with `head`, their first
+    _MAX_CODE_LENGTH digits: _extract_country_code reads no further. (0, 0): none."""
+    country_code, rest = _extract_country_code(head)
+    return (country_code, len(head) - len(rest)) if country_code else (0, 0)
+
+
+_national_prefixes: dict[int, tuple[Any, re.Pattern | None]] = {}
+
+
+def _strip_national(number: str, metadata: Any) -> str:
+    """The number _maybe_strip_national_prefix_carrier_code leaves. Most numbers do not start
+    with the region's national prefix, and that case is answered here with the pattern compiled
+    once per metadata (kept with it, so its id stays its own)."""
+    known = _national_prefixes.get(id(metadata))
+    if known is None:
+        prefix = metadata.national_prefix_for_parsing
+        known = _national_prefixes[id(metadata)] = (metadata, re.compile(prefix) if prefix else None)
+    pattern = known[1]
+    if pattern is None or not number or pattern.match(number) is None:
+        return number
+    return _strip_national_prefix(number, metadata)[1]
+
+
 def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
     """E.164 digits, None (not a possible number), or _SLOW (let phonenumbers decide)."""
     if not 3 <= len(digits) <= _MAX_NSN:
@@ -456,7 +493,8 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
     if plus:
         if digits[0] == "0":
             return _SLOW
-        country_code, national = _extract_country_code(digits)
+        country_code, code_length = _country_code_at(digits[:_MAX_CODE_LENGTH])
+        national = digits[code_length:]
         if country_code == 0:
             return _SLOW
         metadata = _metadata_for_calling_code(country_code)
@@ -476,7 +514,7 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
         code_text = str(country_code)
         if digits.startswith(code_text):
             general = metadata.general_desc
-            _, potential, _ = _strip_national_prefix(digits[len(code_text):], metadata)
+            potential = _strip_national(digits[len(code_text):], metadata)
             if ((not _match_national_number(digits, general, False)
                  and _match_national_number(potential, general, False))
                     or _length_result(digits, metadata) == _VR.TOO_LONG):
@@ -485,7 +523,7 @@ def _fast_phone_digits(digits: str, plus: bool, region: str | None) -> Any:
                 metadata = _metadata_for_calling_code(country_code)
     if len(national) < _MIN_NSN:
         return _SLOW
-    _, potential, _ = _strip_national_prefix(national, metadata)
+    potential = _strip_national(national, metadata)
     if _length_result(potential, metadata) not in _KEEP_UNSTRIPPED:
         national = potential
     if not _MIN_NSN <= len(national) <= _MAX_NSN or national.startswith("00") \

@@ -154,6 +154,22 @@ def test_a_path_absent_from_the_schema_reads_as_missing():
     assert results[1].dead_letter.reason == "missing_id"
 
 
+
+def test_a_null_struct_hides_the_values_its_children_still_hold():
+    """A writer may leave values under a null parent (Arrow keeps them, masked): they are
+    missing on both paths, at the top level and one struct further down."""
+    event_ids = pa.array(["kept", "hidden", "deep"])
+    urls = pa.array(["https://a.example/1", "https://a.example/2", "https://a.example/3"])
+    page = pa.StructArray.from_arrays([urls], ["url"], mask=pa.array([False, False, True]))
+    context = pa.StructArray.from_arrays([event_ids, page], ["event_id", "page"],
+                                         mask=pa.array([False, True, False]))
+    table = pa.table({"event_name": ["lead"] * 3, "type": ["web"] * 3, "context": context})
+    results = map_both_ways(load_mapping(), table, columnar=True)
+    assert results[0].event.event["id"] == "kept"
+    assert results[0].event.event["source_url"] == "https://a.example/1"
+    assert results[1].dead_letter.reason == "missing_id"
+    assert results[2].dead_letter.reason == "missing_source_url"
+
 USER_ROWS = [
     # text everywhere; a hash passes through; a phone without +country takes the default region
     {"email": " A@Example.com ", "phone": "(415) 555-0100", "country": None, "state": "Texas",

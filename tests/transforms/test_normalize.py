@@ -1,4 +1,5 @@
 import random
+import re
 import unicodedata
 
 import phonenumbers
@@ -311,3 +312,27 @@ def test_international_numbers_take_the_fast_path(monkeypatch, text, region, exp
 
     monkeypatch.setattr(n, "_phonenumbers_digits", reference_not_wanted)
     assert n.normalize_phone(text, region) == expected
+
+
+# The definition the quick checks must keep: canonical dotted IPv4, and the postal-code rule.
+_CANONICAL_IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+                             r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+_octet_text = st.one_of(st.integers(0, 300).map(str), st.integers(0, 99).map(lambda i: f"0{i}"),
+                        st.text("0123456789١ x", max_size=4))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_octet_text, min_size=1, max_size=6).map(".".join) | st.text(max_size=20))
+@example("1.2.3.4\x00")
+@example("0x7f.0.0.1")
+@example("127.1")
+def test_canonical_ipv4_check_is_the_dotted_decimal_rule(text):
+    assert n._is_canonical_ipv4(text) == bool(_CANONICAL_IPV4.fullmatch(text))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ09 -#é٣\t"), max_size=40)
+       | st.from_regex(r"[A-Za-z0-9]{1,40}", fullmatch=True))
+def test_postal_code_quick_path_is_the_rule(text):
+    rule = re.sub(r"[^A-Za-z0-9 \-]+", "", text.strip())[:32].strip() or None
+    assert n.normalize_postal_code(text) == rule
