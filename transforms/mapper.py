@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import math
@@ -439,7 +440,7 @@ class RowMapper:
                 raise InvalidValueError(reasons.INVALID_CONTENTS,
                                         f"data.contents: {list_path.text} is a"
                                         f" {_kind(items)}, not a list")
-            pairs.extend((item, member) for item in items)
+            pairs.extend(zip(items, itertools.repeat(member)))
         return pairs
 
     def _contents(self, pairs: list[tuple[Any, Any]], data_currency: str | None, counters: Any

@@ -71,7 +71,13 @@ class ItemValueSource:
         self.placeholders = frozenset(placeholders)
         self._defaulted = f"{name}.defaulted"
         self.get = self._get
-        if not has_constant and default is None and len(self.refs) == 1 and not placeholders:
+        if has_constant or placeholders or not self.refs:
+            return
+        positions = tuple((reads_item, getattr(path, "present_index", None))
+                          for reads_item, path in self.refs)
+        if all(index is not None for _, index in positions):
+            self.get = _present_item_positions_getter(positions, default, self._defaulted)
+        elif default is None and len(self.refs) == 1:
             self.get = _single_item_getter(*self.refs[0])
 
     def __getstate__(self):
@@ -112,13 +118,30 @@ class ItemValueSource:
         return self.default
 
 
-def _single_item_getter(reads_item: bool, path: Any) -> Callable[..., Any]:
-    """ItemValueSource.get for the common case: one path, no default, no placeholders."""
-    index = getattr(path, "present_index", None)   # see paths.ValueSource
-    if index is not None and reads_item:
+def _present_item_positions_getter(positions: tuple[tuple[bool, int], ...], default: Any,
+                                   defaulted: str) -> Callable[..., Any]:
+    """ItemValueSource.get when every reference is a position of a `present` value in the item
+    tuple or the row tuple (transforms.columnar's item-tuple layout)."""
+    if len(positions) == 1 and positions[0][0] and default is None:
+        index = positions[0][1]
+
         def get_at(item: Any, row: Any, counters: Any = None) -> Any:
             return item[index]
         return get_at
+
+    def get(item: Any, row: Any, counters: Any = None) -> Any:
+        for reads_item, index in positions:
+            value = (item if reads_item else row)[index]
+            if value is not None:
+                return value
+        if default is not None and counters is not None:
+            counters[defaulted] += 1
+        return default
+    return get
+
+
+def _single_item_getter(reads_item: bool, path: Any) -> Callable[..., Any]:
+    """ItemValueSource.get for the common case: one path, no default, no placeholders."""
     get_value = path.get
     if reads_item:
         def get(item: Any, row: Any, counters: Any = None) -> Any:

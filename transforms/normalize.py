@@ -349,17 +349,18 @@ def normalize_phone(value: Any, region: str | None = None) -> str | None:
     text = text.strip()
     if not text:
         return None
-    digits = _phone_digits(_international_zeros(text, region), region)
+    if text.startswith("00"):
+        text = _international_zeros(text, region)
+    digits = _phone_digits(text, region)
     if digits is None or not MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS:
         return None
     return digits
 
 
 def _international_zeros(text: str, region: str | None) -> str:
-    """'0044 20 7946 0958' -> '+44 20 7946 0958' unless `region` dials out with a prefix that
-    matches it (AU's '0011 44 ...' is left to phonenumbers, which knows AU's prefixes)."""
-    if not text.startswith("00"):
-        return text
+    """A text starting '00': '0044 20 7946 0958' -> '+44 20 7946 0958' unless `region` dials out
+    with a prefix that matches it (AU's '0011 44 ...' is left to phonenumbers, which knows AU's
+    prefixes)."""
     idd = _international_prefix(region) if region else None
     if idd is not None and idd.match(text.translate(_PHONE_SEPARATORS)):
         return text

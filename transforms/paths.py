@@ -545,14 +545,16 @@ class ValueSource:
         self.query = query
         self._defaulted = f"{name}.defaulted"
         self.get = self._get
-        if (not has_constant and default is None and len(self.refs) == 1
-                and not self.placeholders and query is None):
-            # A reference that names the position of a `present` value in a row tuple
-            # (transforms.columnar) is read directly: one call per value instead of three.
-            ref = self.refs[0]
-            index = getattr(ref, "present_index", None)
-            self.get = (_single_reference_getter(ref.get) if index is None
-                        else _present_position_getter(index))
+        if has_constant or self.placeholders or query is not None or not self.refs:
+            return
+        # References that name positions of `present` values in a row tuple (transforms.columnar)
+        # are read directly: one call per value instead of three.
+        indexes = tuple(getattr(ref, "present_index", None) for ref in self.refs)
+        if None not in indexes:
+            self.get = (_present_position_getter(indexes[0]) if len(indexes) == 1 and default is None
+                        else _present_positions_getter(indexes, default, self._defaulted))
+        elif default is None and len(self.refs) == 1:
+            self.get = _single_reference_getter(self.refs[0].get)
 
     def with_refs(self, refs: tuple[Any, ...]) -> ValueSource:
         """The same source reading other references (transforms.columnar: tuple positions)."""
@@ -611,6 +613,20 @@ class ValueSource:
 def _present_position_getter(index: int):
     def get(row: Any, counters: Any = None) -> Any:
         return row[index]
+    return get
+
+
+def _present_positions_getter(indexes: tuple[int, ...], default: Any, defaulted: str):
+    """ValueSource.get over positions of `present` values: the first that is not None, else
+    the default (counted as `defaulted`)."""
+    def get(row: Any, counters: Any = None) -> Any:
+        for index in indexes:
+            value = row[index]
+            if value is not None:
+                return value
+        if default is not None and counters is not None:
+            counters[defaulted] += 1
+        return default
     return get
 
 

@@ -122,3 +122,35 @@ def test_build_columns_is_build_row_by_row(rows_of_text, profile):
         assert got is not NOT_BUILT
         assert got.user == want
         assert collections.Counter(got.counts) == counters
+
+
+present_values = st.one_of(st.none(), st.sampled_from(["x", "y z"]), st.integers(-2, 2),
+                           st.just([1]))
+positions = st.lists(st.integers(0, 3), min_size=1, max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.tuples(*[present_values] * 4), st.tuples(*[present_values] * 4), positions,
+       st.lists(st.booleans(), min_size=3, max_size=3), st.sampled_from([None, "dflt"]))
+def test_position_getters_are_the_first_present_value_then_the_default(
+        row, item, indexes, reads_item, default):
+    """Row and item tuples hold `present` values (transforms.columnar): a source over their
+    positions gives the first that is not None, else its default, counted once."""
+    from transforms.columnar import _Position
+    from transforms.mapping import ItemValueSource
+
+    refs = [_Position(f"p{index}", index) for index in indexes]
+    by_position = ValueSource("f", tuple(refs), default=default)
+    counts = collections.Counter()
+    want = next((row[index] for index in indexes if row[index] is not None), default)
+    assert by_position.get(row, counts) == want
+    assert counts["f.defaulted"] == (default is not None
+                                     and all(row[index] is None for index in indexes))
+
+    item_refs = tuple(zip(reads_item[:len(refs)], refs, strict=True))
+    item_source = ItemValueSource("i", item_refs, default=default)
+    item_counts = collections.Counter()
+    read = [(item if from_item else row)[ref.present_index] for from_item, ref in item_refs]
+    want = next((value for value in read if value is not None), default)
+    assert item_source.get(item, row, item_counts) == want
+    assert item_counts["i.defaulted"] == (default is not None and all(v is None for v in read))
