@@ -74,9 +74,12 @@ def present_column(values: list[Any], placeholders: frozenset[str] = NO_PLACEHOL
     nothing, and values that are never empty (numbers, booleans, timestamps)."""
     kinds = set(map(type, values))
     if not placeholders and kinds <= _TEXT_OR_NONE:
+        # Blank text is rare: looked for in C first, and the column is returned as it is.
+        if "" not in values and not any(map(str.isspace, filter(None, values))):
+            return values
         return [value if value and not value.isspace() else None for value in values]
     if kinds <= _LIST_OR_NONE:
-        return [value or None for value in values]
+        return values if [] not in values else [value or None for value in values]
     if not any(issubclass(kind, _MAY_BE_EMPTY) for kind in kinds):
         return values
     return [present(value, placeholders) for value in values]
