@@ -35,6 +35,7 @@ from transforms.paths import (
     Template,
     ValueSource,
     compile_reference,
+    defaulted_value,
     present,
     split_alternatives,
     template_text,
@@ -113,9 +114,7 @@ class ItemValueSource:
             value = present(path.get(item if reads_item else row), placeholders)
             if value is not None:
                 return value
-        if self.default is not None and counters is not None:
-            counters[self._defaulted] += 1
-        return self.default
+        return defaulted_value(self.default, counters, self._defaulted)
 
 
 def _present_item_positions_getter(positions: tuple[tuple[bool, int], ...], default: Any,
@@ -134,9 +133,7 @@ def _present_item_positions_getter(positions: tuple[tuple[bool, int], ...], defa
             value = (item if reads_item else row)[index]
             if value is not None:
                 return value
-        if default is not None and counters is not None:
-            counters[defaulted] += 1
-        return default
+        return defaulted_value(default, counters, defaulted)
     return get
 
 

@@ -608,9 +608,7 @@ class ValueSource:
             value = value_of(ref.get(row))
             if value is not None:
                 return value
-        if self.default is not None and counters is not None:
-            counters[self._defaulted] += 1
-        return self.default
+        return defaulted_value(self.default, counters, self._defaulted)
 
 
 def _present_position_getter(index: int):
@@ -627,10 +625,16 @@ def _present_positions_getter(indexes: tuple[int, ...], default: Any, defaulted:
             value = row[index]
             if value is not None:
                 return value
-        if default is not None and counters is not None:
-            counters[defaulted] += 1
-        return default
+        return defaulted_value(default, counters, defaulted)
     return get
+
+
+def defaulted_value(default: Any, counters: Any, defaulted: str) -> Any:
+    """What a source gives when no reference has a value: its default, counted as `defaulted`
+    (`<name>.defaulted`) in `counters` when there is one."""
+    if default is not None and counters is not None:
+        counters[defaulted] += 1
+    return default
 
 
 def _single_reference_getter(get_value):

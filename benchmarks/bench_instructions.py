@@ -1,0 +1,117 @@
+"""Instructions per row of the Parquet mapping path, counted by valgrind: steady on a noisy machine.
+
+    python -m benchmarks.bench_instructions                         # this tree
+    python -m benchmarks.bench_instructions --tree /tmp/previous    # another tree (git archive)
+    python -m benchmarks.bench_instructions --parquet rows.parquet     # a file, the pipeline reader
+
+Wall and CPU time on a shared machine drift by ±20% within minutes, so two trees a few percent
+apart cannot be told apart by timing. The number of instructions the mapper executes is the
+same on every run (with PYTHONHASHSEED=0). Each figure is the difference between mapping
+`--large` and `--small` rows under `valgrind --tool=cachegrind --cache-sim=no`, divided by the
+difference in rows, so start-up (interpreter, imports, the plan) cancels out. What is mapped:
+`ColumnarMapper.map_batch` (the pipeline's Parquet path) over 1,000-row Arrow batches, either of
+generated rows (benchmarks.generate_rows, the mapper's clock set to the rows' own) or of a
+Parquet file read by the pipeline's reader (`--parquet`, the wall clock). Needs valgrind
+(`apt-get install valgrind`); each count takes a minute or two.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+NOW_MS = 1_796_055_318_934      # generated rows and the mapper share this clock
+BATCH_ROWS = 1000
+
+
+def _map_generated(rows: int) -> None:
+    from benchmarks.bench_mapper import _arrow_batches
+    from benchmarks.generate_rows import commanders_act_rows
+    from transforms.columnar import ColumnarMapper
+    from transforms.mapping import load_mapping
+    batches = _arrow_batches(list(commanders_act_rows(4000, seed=0, now_ms=NOW_MS)))
+    mapper = ColumnarMapper(load_mapping(), clock_ms=lambda: NOW_MS)
+    _tune_gc()
+    done = 0
+    while done < rows:
+        for batch in batches:
+            if done >= rows:
+                return
+            for _ in mapper.map_batch(batch, ["s"] * batch.num_rows):
+                pass
+            done += batch.num_rows
+
+
+def _map_parquet(rows: int, path: str) -> None:
+    import pyarrow as pa
+
+    from connectors.file_source import plan_parquet_splits, read_parquet_row_group
+    from transforms.columnar import ColumnarMapper
+    from transforms.mapping import load_mapping
+    mapper = ColumnarMapper(load_mapping())
+    _tune_gc()
+    with pa.OSFile(path) as handle:
+        split = next(iter(plan_parquet_splits(path, handle)))
+    done = 0
+    with pa.OSFile(path) as handle:
+        for chunk in read_parquet_row_group(handle, split, None, BATCH_ROWS):
+            for _ in mapper.map_batch(chunk.batch, chunk.sources):
+                pass
+            done += len(chunk)
+            if done >= rows:
+                return
+    raise SystemExit(f"{path}: its first row group has fewer than {rows} rows")
+
+
+def _tune_gc() -> None:
+    from pipeline.steps import tune_gc_for_batch_work
+    tune_gc_for_batch_work()
+
+
+def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None) -> int:
+    """Instructions valgrind counts for one process mapping `rows` rows with `tree`'s code."""
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+               "--cachegrind-out-file=/dev/null", sys.executable, os.path.abspath(__file__),
+               "--worker", str(rows)] + (["--parquet", parquet] if parquet else [])
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=1800, check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=pathlib.Path, default=pathlib.Path.cwd(),
+                        help="the source tree to measure (default: the current directory)")
+    parser.add_argument("--parquet", help="map the first rows of this Parquet file instead")
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=5000)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is not None:
+        if args.parquet:
+            _map_parquet(args.worker, args.parquet)
+        else:
+            _map_generated(args.worker)
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    if not args.small < args.large:
+        raise SystemExit("--small must be less than --large")
+    tree = args.tree.resolve()
+    small = count_instructions(tree, args.small, args.parquet)
+    large = count_instructions(tree, args.large, args.parquet)
+    what = args.parquet or "generated rows"
+    print(f"{tree}: {(large - small) / (args.large - args.small):,.0f} instructions per row "
+          f"(ColumnarMapper.map_batch, {what}; {args.small:,} and {args.large:,} rows)")
+
+
+if __name__ == "__main__":
+    main()
