@@ -11,9 +11,14 @@ setuptools.setup(
         "OpenAI Conversions API"
     ),
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
-    package_data={"transforms": ["*.yaml", "presets/*.yaml"],   # the default mapping, presets
-                  "pipeline": ["*.json", "Dockerfile", "demo_data/*.parquet"],
+    # The data folders are named as packages too: setuptools ships a folder without an
+    # __init__.py only when it is listed (it warns that it will stop guessing).
+    packages=[*setuptools.find_packages(include=["pipeline*", "transforms*", "connectors*"]),
+              "transforms.presets", "pipeline.demo_data"],
+    package_data={"transforms": ["*.yaml"],                  # the default mapping
+                  "transforms.presets": ["*.yaml"],          # --mapping ga4, segment, ...
+                  "pipeline": ["*.json", "Dockerfile"],
+                  "pipeline.demo_data": ["*.parquet"],       # the README's first command
                   "connectors": ["*.yaml"]},
     include_package_data=True,
     install_requires=[
