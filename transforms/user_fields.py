@@ -123,6 +123,9 @@ class BuiltUser(NamedTuple):
     counts: tuple[str, ...] | list[str]
 
 
+_new_built_user = functools.partial(tuple.__new__, BuiltUser)   # no Python frame per row
+
+
 @dataclasses.dataclass(frozen=True)
 class _WireStep:
     """How one wire key is made from one logical field's text (a profile row, resolved)."""
@@ -306,8 +309,7 @@ class UserBuilder:
             {key: value for key, value in zip(keys, row, strict=True) if value is not None}
             if None in row else dict(zip(keys, row, strict=True))
             for row in zip(*columns, strict=True)] if columns else [None] * rows
-        built = functools.partial(tuple.__new__, BuiltUser)   # no Python frame per row
-        return [NOT_BUILT if not_built[i] else built((users[i] or None, counts[i] or ()))
+        return [NOT_BUILT if not_built[i] else _new_built_user((users[i] or None, counts[i] or ()))
                 for i in range(rows)]
 
     @staticmethod

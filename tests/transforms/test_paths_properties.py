@@ -11,6 +11,8 @@ import collections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transforms.columnar import _Position
+from transforms.mapping import ItemValueSource
 from transforms.paths import Path, ValueSource, present, present_column
 from transforms.user_fields import NOT_BUILT, UserBuilder
 
@@ -136,9 +138,6 @@ def test_position_getters_are_the_first_present_value_then_the_default(
         row, item, indexes, reads_item, default):
     """Row and item tuples hold `present` values (transforms.columnar): a source over their
     positions gives the first that is not None, else its default, counted once."""
-    from transforms.columnar import _Position
-    from transforms.mapping import ItemValueSource
-
     refs = [_Position(f"p{index}", index) for index in indexes]
     by_position = ValueSource("f", tuple(refs), default=default)
     counts = collections.Counter()
