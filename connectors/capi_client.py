@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
+import itertools
 import json
 import logging
 import random
@@ -41,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import requests
@@ -69,6 +71,7 @@ _MAX_MESSAGE_CHARS = 500
 _SHORTEST_ATTEMPT_S = 0.01     # less time left in the budget than this: not worth a request
 # The strict encoder, for the rare event orjson would change: orjson writes NaN/Infinity as null.
 _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_INT_ONLY = frozenset({int})
 
 __all__ = [
     "DEFAULT_RETRY_POLICY", "Action", "AuthenticationError", "CapiClient", "DeliveryOutcome",
@@ -138,14 +141,25 @@ class WrongEndpointError(DeliveryStopped):
     """The endpoint answered 3xx, 404 or 405: it is not the events API. Fatal like a refused key."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DeliveryOutcome:
-    """What became of one event: accepted, or not with a reason code and a readable detail."""
+class DeliveryOutcome(NamedTuple):
+    """What became of one event: accepted, or not with a reason code and a readable detail.
+
+    A NamedTuple, not a frozen dataclass: one is made per delivered event, and an accepted
+    request's outcomes are made in C (`_accepted_outcomes`)."""
 
     event: dict[str, Any]
     accepted: bool
     reason: str | None = None
     detail: str | None = None
+
+
+_new_outcome = functools.partial(tuple.__new__, DeliveryOutcome)   # no Python frame per event
+
+
+def _accepted_outcomes(events: Sequence[dict[str, Any]]) -> list[DeliveryOutcome]:
+    """`DeliveryOutcome(event, True)` for each event, without a Python call per event."""
+    return list(map(_new_outcome, zip(events, itertools.repeat(True), itertools.repeat(None),
+                                      itertools.repeat(None))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,10 +176,18 @@ class DeliveryResult:
     retries: int = 0
     statuses: dict[str, int] = dataclasses.field(default_factory=dict)
     suspicious_2xx_bodies: int = 0
+    rejected: int | None = None   # outcomes not accepted; None: count them (accepted_count)
 
     @property
     def accepted_count(self) -> int:
+        if self.rejected is not None:
+            return len(self.outcomes) - self.rejected
         return sum(1 for outcome in self.outcomes if outcome.accepted)
+
+    @property
+    def all_accepted(self) -> bool:
+        """Every event accepted (the common case: the sink then needs no per-event look)."""
+        return self.accepted_count == len(self.outcomes)
 
 
 def client_version() -> str:
@@ -470,13 +492,13 @@ class _Call:
         self.requests = 0
         self.retries = 0
         self.suspicious = 0
+        self.rejected = 0
         self.statuses: Counter[str] = Counter()
 
     def result(self) -> DeliveryResult:
-        outcomes = [outcome for outcome in self.outcomes if outcome is not None]
-        assert len(outcomes) == len(self.events), "every event must have an outcome"
-        return DeliveryResult(outcomes, self.requests, self.retries, dict(self.statuses),
-                              self.suspicious)
+        assert None not in self.outcomes, "every event must have an outcome"
+        return DeliveryResult(self.outcomes, self.requests, self.retries, dict(self.statuses),
+                              self.suspicious, self.rejected)
 
     def encode_events(self) -> list[int]:
         """Encodes the events (compact UTF-8 JSON); requests are joined from these bytes.
@@ -511,8 +533,11 @@ class _Call:
             return
         action = reply.action
         if action is Action.ACCEPT:
+            if len(indices) == len(self.events):    # the whole call in one request
+                self.outcomes = _accepted_outcomes(self.events)
+                return
             for index in indices:
-                self.outcomes[index] = DeliveryOutcome(self.events[index], True)
+                self.outcomes[index] = _new_outcome((self.events[index], True, None, None))
         elif action in (Action.STOP_AUTH, Action.STOP_ENDPOINT):
             raise self.client._latch_stop(reply)
         elif action is Action.SPLIT and len(indices) > 1:
@@ -586,6 +611,11 @@ class _Call:
         now_ms = self.client._clock_ms()
         oldest, newest = timestamp_window(now_ms)
         events = self.events
+        if indices and len(indices) == len(events):   # the common case: all inside
+            stamps = [event.get("timestamp_ms") for event in events]
+            if _INT_ONLY.issuperset(map(type, stamps)) and \
+                    oldest <= min(stamps) and max(stamps) <= newest:
+                return indices
         kept = []
         for index in indices:
             timestamp_ms = events[index].get("timestamp_ms")
@@ -603,6 +633,8 @@ class _Call:
 
     def _settle(self, indices: list[int], reason: str, detail: str) -> None:
         for index in indices:
+            if self.outcomes[index] is None:
+                self.rejected += 1
             self.outcomes[index] = DeliveryOutcome(self.events[index], False, reason, detail)
 
 

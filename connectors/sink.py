@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -95,7 +96,7 @@ class DeliverBatches(beam.DoFn):
         for pixel_id, events in self._by_pixel(batch):
             client = self._client(pixel_id)
             future = self._executor.submit(client.deliver_batch,
-                                           [mapped.event for mapped in events], pixel_id)
+                                           list(map(_EVENT_OF, events)), pixel_id)
             self._pending.append(_InFlight(future, events, window, timestamp))
         yield from self._emit_finished(keep_at_most=self._max_in_flight - 1)
 
@@ -112,7 +113,12 @@ class DeliverBatches(beam.DoFn):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _by_pixel(self, batch: Iterable[MappedEvent]) -> list[tuple[str, list[MappedEvent]]]:
+    def _by_pixel(self, batch: Sequence[MappedEvent]) -> list[tuple[str, list[MappedEvent]]]:
+        pixel_ids = set(map(_PIXEL_ID_OF, batch))
+        if len(pixel_ids) == 1:     # the common case: one pixel (or --pixel-id for all)
+            pixel_id = next(iter(pixel_ids)) or self._default_pixel_id
+            if pixel_id:
+                return [(pixel_id, batch)]
         groups: dict[str, list[MappedEvent]] = {}
         for mapped in batch:
             pixel_id = mapped.pixel_id or self._default_pixel_id
@@ -152,16 +158,19 @@ class DeliverBatches(beam.DoFn):
         def windowed(value: Any) -> WindowedValue:
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
-        accepted = 0
-        sent_events = []            # what OpenAI can match on: counted per delivered event
-        for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
-            if outcome.accepted:
-                accepted += 1
-                sent_events.append(mapped.event)
-                continue
-            yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
-                reason=outcome.reason, detail=outcome.detail or "", event_id=_event_id(mapped),
-                source=mapped.source, event=mapped.event, pixel_id=mapped.pixel_id)))
+        if result.all_accepted:     # the common case: no look at each outcome
+            sent_events = list(map(_EVENT_OF, in_flight.events))
+        else:
+            sent_events = []        # what OpenAI can match on: counted per delivered event
+            for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
+                if outcome.accepted:
+                    sent_events.append(mapped.event)
+                    continue
+                yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, windowed(DeadLetter(
+                    reason=outcome.reason, detail=outcome.detail or "",
+                    event_id=_event_id(mapped), source=mapped.source, event=mapped.event,
+                    pixel_id=mapped.pixel_id)))
+        accepted = len(sent_events)
         _counter(metrics.EVENTS_ACCEPTED).inc(accepted)
         _counter(metrics.REQUESTS).inc(result.requests)
         _counter(metrics.RETRIES).inc(result.retries)
@@ -174,6 +183,10 @@ class DeliverBatches(beam.DoFn):
         for name, count in sent.items():
             _counter(name).inc(count)
         yield windowed(accepted)
+
+
+_EVENT_OF = operator.attrgetter("event")
+_PIXEL_ID_OF = operator.attrgetter("pixel_id")
 
 
 def _counter(name: str):

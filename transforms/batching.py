@@ -7,9 +7,14 @@ dropped and counted (reason `duplicate`). Pure Python: the Beam wrapper lives in
 """
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable
 
 from transforms.events import MAX_EVENTS_PER_REQUEST, MappedEvent, dedup_key
+
+_PIXEL_ID_OF = operator.attrgetter("pixel_id")
+_EVENT_OF = operator.attrgetter("event")
 
 
 class RequestBatcher:
@@ -44,11 +49,30 @@ class RequestBatcher:
         return batch
 
     def add_all(self, events: Iterable[MappedEvent]) -> list[list[MappedEvent]]:
+        """`add` for each event, in order; the full requests they completed."""
+        events = list(events)
+        pixel_ids = set(map(_PIXEL_ID_OF, events))
+        if len(pixel_ids) != 1:
+            return [batch for batch in map(self.add, events) if batch is not None]
+        # One pixel (the common case): the same steps as add, without a call per event.
+        pixel_id = pixel_ids.pop()
+        batch, seen = self._open.get(pixel_id) or ([], set())
         full = []
-        for mapped in events:
-            batch = self.add(mapped)
-            if batch is not None:
+        size, duplicates = self.batch_size, 0
+        for mapped, key in zip(events, map(dedup_key, itertools.repeat(pixel_id),
+                                           map(_EVENT_OF, events)), strict=True):
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            batch.append(mapped)
+            if len(batch) == size:
                 full.append(batch)
+                self._open.pop(pixel_id, None)   # as add: a new request opens at the end
+                batch, seen = [], set()
+        if batch:
+            self._open[pixel_id] = (batch, seen)
+        self.duplicates += duplicates
         return full
 
     def flush(self) -> list[list[MappedEvent]]:

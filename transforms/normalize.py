@@ -217,8 +217,9 @@ def normalize_postal_code(value: Any) -> str | None:
     if text is None:
         return None
     text = text.strip()
-    if text.isalnum() and text.isascii():    # the common case ('69006'): nothing to drop
-        return text[:MAX_POSTAL_CODE_LENGTH]
+    if text.isascii() and text.replace("-", "").replace(" ", "").isalnum():
+        # the common case ('69006', '10033-0413', 'SW1A 1AA'): nothing to drop
+        return text[:MAX_POSTAL_CODE_LENGTH].strip() or None
     return _POSTAL_DROP.sub("", text)[:MAX_POSTAL_CODE_LENGTH].strip() or None
 
 
@@ -378,7 +379,8 @@ def _international_prefix(region: str) -> re.Pattern | None:
 def _phone_digits(text: str, region: str | None) -> str | None:
     """E.164 digits by the fast path when it applies, else by phonenumbers (the reference)."""
     if _FAST_PHONE_AVAILABLE and _CLEAN_PHONE.fullmatch(text):
-        digits = text.translate(_PHONE_SEPARATORS)
+        # ASCII by the match; bytes.translate deletes in C, str.translate looks up each character
+        digits = text.encode("ascii").translate(None, _PHONE_SEPARATOR_BYTES).decode("ascii")
         plus = digits.startswith("+")
         result = _fast_phone_digits(digits[1:] if plus else digits, plus, region)
         if result is not _SLOW:
@@ -411,6 +413,7 @@ def _zero_padded(number: phonenumbers.PhoneNumber) -> bool:
 # reference way. tests/transforms/test_normalize.py checks equality on thousands of numbers.
 _CLEAN_PHONE = re.compile(r"\+?[0-9 ().\-]+")
 _PHONE_SEPARATORS = str.maketrans("", "", " ().-")
+_PHONE_SEPARATOR_BYTES = b" ().-"
 _SLOW = object()
 
 try:

@@ -299,6 +299,19 @@ def test_poison_events_are_isolated_within_the_request_bound(emulator, client, p
     assert extra_requests <= 2 * poison_count * math.ceil(math.log2(1000))
 
 
+def test_a_result_counts_what_was_not_accepted(emulator, client):
+    events = make_events(10)
+    emulator.reject_event_ids({"evt-3", "evt-8"}, message="blocked by policy")
+
+    mixed = client.deliver_batch(events)
+    clean = client.deliver_batch([make_event(n) for n in range(20, 25)])
+
+    assert [o.accepted for o in mixed.outcomes] == [n not in (3, 8) for n in range(10)]
+    assert (mixed.rejected, mixed.accepted_count, mixed.all_accepted) == (2, 8, False)
+    assert (clean.rejected, clean.accepted_count, clean.all_accepted) == (0, 5, True)
+    assert [o.event["id"] for o in clean.outcomes] == [f"evt-{n}" for n in range(20, 25)]
+
+
 @pytest.mark.parametrize("status", [400, 422])
 def test_422_is_split_like_400(emulator, client, status):
     events = make_events(8)

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.batching import RequestBatcher
 from transforms.events import MappedEvent
@@ -65,3 +67,22 @@ def test_custom_events_in_one_request_are_keyed_by_their_name(events, kept, dupl
     [batch] = batcher.flush()
     assert [(m.event["id"], m.event["custom_event_name"]) for m in batch] == kept
     assert batcher.duplicates == duplicates
+
+
+_EVENTS = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]),
+                             st.sampled_from(["order_created", "page_viewed"]),
+                             st.sampled_from(["px_1", "px_1", "px_2"])), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls=st.lists(_EVENTS, max_size=4), size=st.integers(1, 5))
+def test_add_all_is_add_one_event_at_a_time(calls, size):
+    """add_all's one-pixel loop gives the requests, remainder and duplicate count that `add`
+    gives event by event, across calls (an open request carries over to the next call)."""
+    by_all, by_one = RequestBatcher(size), RequestBatcher(size)
+    for call in calls:
+        events = [mapped(event_id, event_type, pixel) for event_id, event_type, pixel in call]
+        expected = [batch for batch in (by_one.add(event) for event in events) if batch]
+        assert by_all.add_all(iter(events)) == expected
+        assert by_all.duplicates == by_one.duplicates
+    assert by_all.flush() == by_one.flush()
