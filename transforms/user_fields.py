@@ -156,6 +156,11 @@ def sha256_hex(text: str) -> str:
     return _sha256(text.encode("utf-8")).hexdigest()
 
 
+# Names repeat (their normalization is cached for that reason, normalize.for_short_text), so
+# their hashes are too: a hit costs a dict look-up instead of a SHA-256 (~10x less).
+_repeated_sha256_hex = functools.lru_cache(maxsize=65536)(sha256_hex)
+
+
 class UserBuilder:
     """Builds the wire `user` object of one row from the mapping's user field sources.
 
@@ -274,14 +279,19 @@ class UserBuilder:
             longest = max(map(len, values))
             for wire in wires:   # wire.value, field by field (pinned by a property test)
                 key, is_list, normalize, hashed = wire.key, wire.is_list, wire.normalize, wire.hashed
+                repeats = False   # values of this field repeat across rows (names)
                 if wire.contextual:
                     out = [normalize(value, country[i], region[i])
                            for value, i in zip(values, texts, strict=True)]
                 elif longest <= n.SHORT_TEXT:
-                    out = list(map(n.for_short_text(normalize), values))
+                    short_text = n.for_short_text(normalize)
+                    repeats = short_text is not normalize
+                    out = list(map(short_text, values))
                 else:
                     out = list(map(normalize, values))
-                if hashed:
+                if hashed and repeats:
+                    out = [None if text is None else _repeated_sha256_hex(text) for text in out]
+                elif hashed:
                     out = [None if text is None else _sha256(text.encode("utf-8")).hexdigest()
                            for text in out]
                     if longest >= 64:
