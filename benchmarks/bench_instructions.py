@@ -3,6 +3,7 @@
     python -m benchmarks.bench_instructions                         # this tree
     python -m benchmarks.bench_instructions --tree /tmp/previous    # another tree (git archive)
     python -m benchmarks.bench_instructions --parquet rows.parquet     # a file, the pipeline reader
+    python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline   # the whole job
 
 Wall and CPU time on a shared machine drift by ±20% within minutes, so two trees a few percent
 apart cannot be told apart by timing. The number of instructions the mapper executes varies
@@ -14,6 +15,14 @@ difference in rows, so start-up (interpreter, imports, the plan) cancels out. Wh
 generated rows (benchmarks.generate_rows, the mapper's clock set to the rows' own) or of a
 Parquet file read by the pipeline's reader (`--parquet`, the wall clock). Needs valgrind
 (`apt-get install valgrind`); each count takes a minute or two.
+
+`--pipeline` counts the whole job instead: `python -m pipeline` with its defaults (two worker
+processes on this machine) on the file's first `--small` and `--large` rows (10,000 and 30,000
+by default), against the emulator (`--fast`, its own process, not counted), every process of
+the job under `valgrind --trace-children=yes`. It prints instructions per row and the fixed
+cost (start-up, graph, report). Threads that wait with a timeout (gRPC, the sender pool) add a
+little that grows with the run's wall time, so counts of one tree differ by ~1%. Each count takes
+a few minutes.
 """
 from __future__ import annotations
 
@@ -87,13 +96,59 @@ def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None) -> in
     return int(found.group(1).replace(",", ""))
 
 
+def count_job_instructions(tree: pathlib.Path, parquet: str, workdir: pathlib.Path) -> int:
+    """Instructions of every process of one `python -m pipeline` run over `parquet`."""
+    from benchmarks.bench_pipeline import API_KEY, PIXEL_ID, EmulatorProcess
+    emulator = EmulatorProcess()
+    try:
+        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+                   "--cachegrind-out-file=/dev/null", sys.executable, "-m", "pipeline",
+                   "--input", parquet, "--pixel-id", PIXEL_ID, "--endpoint", emulator.url,
+                   "--report", str(workdir / "report.json"),
+                   "--dead-letter", str(workdir / "dead" / "dead")]
+        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree),
+               "OPENAI_CAPI_API_KEY": API_KEY}
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
+                              timeout=3600, check=False)
+    finally:
+        emulator.stop()
+    counts = re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or not counts:
+        raise SystemExit(f"valgrind run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return sum(int(count.replace(",", "")) for count in counts)
+
+
+def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int) -> None:
+    import tempfile
+
+    import pyarrow.parquet as pq
+    table = pq.read_table(parquet)
+    if table.num_rows < large:
+        raise SystemExit(f"{parquet} has fewer than {large} rows")
+    counts = []
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
+        for rows in (small, large):
+            workdir = pathlib.Path(scratch) / str(rows)
+            (workdir / "dead").mkdir(parents=True)
+            part = workdir / "rows.parquet"
+            pq.write_table(table.slice(0, rows), part, row_group_size=50_000)
+            counts.append(count_job_instructions(tree, str(part), workdir))
+    per_row = (counts[1] - counts[0]) / (large - small)
+    print(f"{tree}: {per_row:,.0f} instructions per row, {counts[0] - per_row * small:,.0f} fixed "
+          f"(python -m pipeline, every process; {parquet}, {small:,} and {large:,} rows)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=pathlib.Path, default=pathlib.Path.cwd(),
                         help="the source tree to measure (default: the current directory)")
     parser.add_argument("--parquet", help="map the first rows of this Parquet file instead")
-    parser.add_argument("--small", type=int, default=1000)
-    parser.add_argument("--large", type=int, default=20000)
+    parser.add_argument("--pipeline", action="store_true",
+                        help="count the whole job (needs --parquet; see the module docstring)")
+    parser.add_argument("--small", type=int, help="rows of the small count (default 1,000; "
+                        "10,000 with --pipeline)")
+    parser.add_argument("--large", type=int, help="rows of the large count (default 20,000; "
+                        "30,000 with --pipeline)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -104,9 +159,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    args.small = args.small or (10_000 if args.pipeline else 1000)
+    args.large = args.large or (30_000 if args.pipeline else 20_000)
     if not args.small < args.large:
         raise SystemExit("--small must be less than --large")
     tree = args.tree.resolve()
+    if args.pipeline:
+        if not args.parquet:
+            raise SystemExit("--pipeline needs --parquet FILE (e.g. a bench_pipeline data file)")
+        _job_figures(tree, args.parquet, args.small, args.large)
+        return
     small = count_instructions(tree, args.small, args.parquet)
     large = count_instructions(tree, args.large, args.parquet)
     what = args.parquet or "generated rows"
