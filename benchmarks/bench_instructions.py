@@ -56,13 +56,13 @@ def _map_generated(rows: int) -> None:
             done += batch.num_rows
 
 
-def _map_parquet(rows: int, path: str) -> None:
+def _map_parquet(rows: int, path: str, mapping: str | None = None) -> None:
     import pyarrow as pa
 
     from connectors.file_source import plan_parquet_splits, read_parquet_row_group
     from transforms.columnar import ColumnarMapper
     from transforms.mapping import load_mapping
-    mapper = ColumnarMapper(load_mapping())
+    mapper = ColumnarMapper(load_mapping(mapping))
     _tune_gc()
     with pa.OSFile(path) as handle:
         split = next(iter(plan_parquet_splits(path, handle)))
@@ -82,11 +82,13 @@ def _tune_gc() -> None:
     tune_gc_for_batch_work()
 
 
-def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None) -> int:
+def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None,
+                       mapping: str | None = None) -> int:
     """Instructions valgrind counts for one process mapping `rows` rows with `tree`'s code."""
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                "--cachegrind-out-file=/dev/null", sys.executable, os.path.abspath(__file__),
-               "--worker", str(rows)] + (["--parquet", parquet] if parquet else [])
+               "--worker", str(rows)] + (["--parquet", parquet] if parquet else []) \
+        + (["--mapping", mapping] if mapping else [])
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
                           timeout=1800, check=False)
@@ -149,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
                         "10,000 with --pipeline)")
     parser.add_argument("--large", type=int, help="rows of the large count (default 20,000; "
                         "30,000 with --pipeline)")
+    parser.add_argument("--mapping", help="with --parquet: a preset (ga4, ...) or mapping file"
+                        " instead of the default mapping")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
         if args.parquet:
-            _map_parquet(args.worker, args.parquet)
+            _map_parquet(args.worker, args.parquet, args.mapping)
         else:
             _map_generated(args.worker)
         return
@@ -169,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--pipeline needs --parquet FILE (e.g. a bench_pipeline data file)")
         _job_figures(tree, args.parquet, args.small, args.large)
         return
-    small = count_instructions(tree, args.small, args.parquet)
-    large = count_instructions(tree, args.large, args.parquet)
+    if args.mapping and not args.parquet:
+        raise SystemExit("--mapping needs --parquet FILE (rows of that mapping's shape)")
+    small = count_instructions(tree, args.small, args.parquet, args.mapping)
+    large = count_instructions(tree, args.large, args.parquet, args.mapping)
     what = args.parquet or "generated rows"
     print(f"{tree}: {(large - small) / (args.large - args.small):,.0f} instructions per row "
           f"(ColumnarMapper.map_batch, {what}; {args.small:,} and {args.large:,} rows)")

@@ -37,7 +37,7 @@ from transforms.arrow_rows import arrow_values, is_json_type, parquet_batch_to_r
 from transforms.deadletter import DeadLetter
 from transforms.mapper import MapResult, RowMapper
 from transforms.mapping import MappingPlan, rewrite_row_paths
-from transforms.paths import EACH, Path, ValueSource, present_column
+from transforms.paths import EACH, Path, Steps, ValueSource, present_column, select_index
 from transforms.user_fields import UserBuilder
 
 
@@ -187,7 +187,18 @@ def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converte
         values = converted[indexes] = arrow_values(_leaf_array(root, indexes))
     if tail is None:
         return values
-    return [None if value is None else tail(value) for value in values]
+    select = tail.leading_select() if type(tail) is Steps else None
+    if select is None:
+        return [None if value is None else tail(value) for value in values]
+    # `list[key=value]...`: each row's list is indexed by key once for every path selecting
+    # from it (kept in `converted` beside the column), then each path looks its key up.
+    member, wanted, rest = select
+    indexed = converted.get((indexes, member))
+    if indexed is None:
+        indexed = converted[(indexes, member)] = [
+            None if value is None else select_index(value, member) for value in values]
+    picked = [None if index is None else index.get(wanted) for index in indexed]
+    return picked if rest is None else [None if node is None else rest(node) for node in picked]
 
 
 def _present_values(root: pa.RecordBatch | pa.StructArray, chains: list[list[_Chain]],

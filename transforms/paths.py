@@ -185,8 +185,7 @@ class Path:
         the value `segments` reach; None when the path is all plain segments."""
         if not self._tail:
             return None
-        steps = self._tail
-        return lambda node: _apply_steps(node, steps)
+        return Steps(self._tail)
 
     def _get_with_steps(self, row: Any) -> Any:
         return _apply_steps(self._head.get(row), self._tail)
@@ -352,6 +351,44 @@ class _Select:
                 if key is not None and template_text(key) == self.value:
                     return element
         return None
+
+
+def select_index(node: Any, member: str) -> dict[str, Any] | None:
+    """What `[member=value]` picks from `node`, for every value at once: per text of an
+    element's `member`, the first element with it (None when `node` is not a list).
+
+    Several paths selecting from one list (GA4's `event_params[key=page_location]`,
+    `[key=currency]`, ...) then scan it once per row instead of once per path."""
+    if not isinstance(node, (list, tuple)):
+        return None
+    index: dict[str, Any] = {}
+    for element in node:
+        if isinstance(element, Mapping):
+            key = element.get(member)
+            if key is not None:
+                text = template_text(key)
+                if text is not None and text not in index:
+                    index[text] = element
+    return index
+
+
+class Steps:
+    """A path's steps after its plain segments, applied to the value those reach (Path.tail)."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: tuple[Any, ...]):
+        self.steps = steps
+
+    def __call__(self, node: Any) -> Any:
+        return _apply_steps(node, self.steps)
+
+    def leading_select(self) -> tuple[str, str, Steps | None] | None:
+        """(member, value, the steps after it) when the first step is `[member=value]`."""
+        first = self.steps[0]
+        if type(first) is not _Select:
+            return None
+        return first.member, first.value, Steps(self.steps[1:]) if len(self.steps) > 1 else None
 
 
 def _first_member(node: Any) -> Any:

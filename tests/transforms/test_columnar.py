@@ -433,3 +433,31 @@ def test_preset_rows_read_into_columns_map_exactly_as_row_by_row(preset):
     now_ms = b.HOUR_AGO_MS + 3_600_000
     results = map_dicts_both_ways(load_mapping(preset), rows, chunk=4, now_ms=now_ms)
     assert any(r.event is not None for r in results)
+
+
+def _param(key, **value):
+    return {"key": key, "value": {"string_value": value.get("s"), "int_value": value.get("i"),
+                                  "float_value": None, "double_value": value.get("d")}}
+
+
+def test_ga4_export_batches_map_column_wise_exactly_as_row_by_row():
+    """The preset's `event_params[key=...]` paths share one index of each row's params."""
+    from benchmarks.generate_ga4 import SCHEMA, ga4_batches
+    table = pa.Table.from_batches(ga4_batches(800, NOW_MS, seed=5, batch_rows=97))
+    # the first of two params with one key wins, a param without a key is skipped, and a
+    # row without params reads as a row whose params hold none of the keys
+    purchase = next(row for row in table.to_pylist() if row["event_name"] == "purchase")
+    edges = [dict(purchase) for _ in range(3)]
+    edges[0]["event_params"] = [_param("page_location", s="https://s.example/p"),
+                                _param("currency", s="EUR"), _param("currency", s="USD"),
+                                _param(None, s="x")]
+    edges[1]["event_params"] = []
+    edges[2]["event_params"] = None
+    table = pa.concat_tables([table, pa.Table.from_pylist(edges, schema=SCHEMA)])
+    results = map_both_ways(load_mapping("ga4"), table, columnar=True)
+    assert sum(r.event is not None for r in results) > 300
+    first_wins, no_params, null_params = results[-3:]
+    assert first_wins.event.event["data"]["currency"] == "EUR"
+    assert first_wins.event.event["source_url"] == "https://s.example/p"
+    assert (no_params.dead_letter.reason, null_params.dead_letter.reason) == (
+        "missing_currency", "missing_currency")

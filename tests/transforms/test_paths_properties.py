@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from transforms.columnar import _Position
 from transforms.mapping import ItemValueSource
-from transforms.paths import Path, ValueSource, present, present_column
+from transforms.paths import Path, ValueSource, present, present_column, select_index
 from transforms.user_fields import NOT_BUILT, UserBuilder
 
 SEGMENTS = ("a", "b", "c")
@@ -153,3 +153,35 @@ def test_position_getters_are_the_first_present_value_then_the_default(
     want = next((value for value in read if value is not None), default)
     assert item_source.get(item, row, item_counts) == want
     assert item_counts["i.defaulted"] == (default is not None and all(v is None for v in read))
+
+
+def oracle_select(node, value):
+    """`[key=value]` as documented: the first element of a list whose `key` member reads as
+    `value` (text stripped, blank text is no value, whole numbers without a point)."""
+    if not isinstance(node, list):
+        return None
+    for element in node:
+        if isinstance(element, dict) and element.get("key") is not None:
+            key = element["key"]
+            text = (key.strip() or None) if isinstance(key, str) else str(key)
+            if text == value:
+                return element
+    return None
+
+
+_params = st.lists(st.one_of(
+    st.fixed_dictionaries({"key": st.one_of(st.none(), st.sampled_from(["a", " a", "b", ""]),
+                                            st.integers(0, 2)),
+                           "value": st.integers(0, 9)}),
+    st.none(), st.just("a"), st.just({})), max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(node=st.one_of(_params, st.none(), st.just("a"), st.just({"key": "a"})),
+       value=st.sampled_from(["a", "b", "0", "1", ""]))
+def test_a_select_index_picks_what_the_select_step_picks(node, value):
+    index = select_index(node, "key")
+    picked = None if index is None else index.get(value)
+    assert picked is oracle_select(node, value)
+    if value:   # a path cannot select an empty key
+        assert Path(f"p[key={value}]").get({"p": node}) is oracle_select(node, value)
