@@ -3,6 +3,7 @@
     python -m benchmarks.bench_instructions                         # this tree
     python -m benchmarks.bench_instructions --tree /tmp/previous    # another tree (git archive)
     python -m benchmarks.bench_instructions --parquet rows.parquet     # a file, the pipeline reader
+    python -m benchmarks.bench_instructions --parquet ga4.parquet --mapping ga4  # a preset
     python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline   # the whole job
 
 Wall and CPU time on a shared machine drift by ±20% within minutes, so two trees a few percent
