@@ -187,9 +187,11 @@ def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converte
         values = converted[indexes] = arrow_values(_leaf_array(root, indexes))
     if tail is None:
         return values
-    select = tail.leading_select() if type(tail) is Steps else None
-    if select is None:
+    if type(tail) is not Steps:    # the rest of a path through a list or map column
         return [None if value is None else tail(value) for value in values]
+    select = tail.leading_select()
+    if select is None:
+        return tail.apply_column(values)
     # `list[key=value]...`: each row's list is indexed by key once for every path selecting
     # from it (kept in `converted` beside the column), then each path looks its key up.
     member, wanted, rest = select
@@ -198,7 +200,7 @@ def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converte
         indexed = converted[(indexes, member)] = [
             None if value is None else select_index(value, member) for value in values]
     picked = [None if index is None else index.get(wanted) for index in indexed]
-    return picked if rest is None else [None if node is None else rest(node) for node in picked]
+    return picked if rest is None else rest.apply_column(picked)
 
 
 def _present_values(root: pa.RecordBatch | pa.StructArray, chains: list[list[_Chain]],

@@ -185,3 +185,12 @@ def test_a_select_index_picks_what_the_select_step_picks(node, value):
     assert picked is oracle_select(node, value)
     if value:   # a path cannot select an empty key
         assert Path(f"p[key={value}]").get({"p": node}) is oracle_select(node, value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(st.one_of(rows, _params), max_size=8),
+       text=st.sampled_from(["p[key=a].value", "p[key=0].value.*", "p.*", "p.*.a",
+                             "p[key=a].b.0", "p.*.*", "p[key=b]"]))
+def test_steps_over_a_column_are_the_steps_of_each_value(values, text):
+    steps = Path(text).tail()
+    assert steps.apply_column(values) == [None if v is None else steps(v) for v in values]
