@@ -187,20 +187,39 @@ def _chain_values(root: pa.RecordBatch | pa.StructArray, chain: _Chain, converte
         values = converted[indexes] = arrow_values(_leaf_array(root, indexes))
     if tail is None:
         return values
+    return _tail_values(values, tail, converted, indexes)
+
+
+def _tail_values(values: list[Any], tail: Callable[[Any], Any], cache: dict, column: Any
+                 ) -> list[Any]:
+    """`tail(value)` for each value of `column` (None stays None), a column at a time."""
     if type(tail) is not Steps:    # the rest of a path through a list or map column
         return [None if value is None else tail(value) for value in values]
     select = tail.leading_select()
     if select is None:
         return tail.apply_column(values)
     # `list[key=value]...`: each row's list is indexed by key once for every path selecting
-    # from it (kept in `converted` beside the column), then each path looks its key up.
+    # from it (kept in `cache` beside the column), then each path looks its key up.
     member, wanted, rest = select
-    indexed = converted.get((indexes, member))
+    indexed = cache.get((column, member))
     if indexed is None:
-        indexed = converted[(indexes, member)] = [
+        indexed = cache[(column, member)] = [
             None if value is None else select_index(value, member) for value in values]
     picked = [None if index is None else index.get(wanted) for index in indexed]
     return picked if rest is None else rest.apply_column(picked)
+
+
+def _dict_path_values(path: Path, rows: Sequence[dict], cache: dict) -> list[Any]:
+    """`path.get(row)` for each row dict; a path with steps reads its plain head once per
+    chunk for every path sharing it, then applies its steps a column at a time."""
+    split = path.head_and_steps()
+    if split is None:
+        return [path.get(row) for row in rows]
+    head, steps = split
+    values = cache.get(head.text)
+    if values is None:
+        values = cache[head.text] = [head.get(row) for row in rows]
+    return _tail_values(values, steps, cache, head.text)
 
 
 def _present_values(root: pa.RecordBatch | pa.StructArray, chains: list[list[_Chain]],
@@ -369,9 +388,10 @@ class ColumnarMapper:
         row is not a plain dict or a path cannot be read (map_row says why, row by row)."""
         if not all(type(row) is dict for row in rows):
             return None
+        cache: dict = {}   # per chunk: values of the paths' heads, and their key indexes
         try:
-            return [present_column([get(row) for row in rows])
-                    for get in (path.get for path in self._positional.paths)]
+            return [present_column(_dict_path_values(path, rows, cache))
+                    for path in self._positional.paths]
         except Exception:  # noqa: BLE001 - map_row turns the same failure into a dead letter
             return None
 

@@ -180,6 +180,11 @@ class Path:
         stop = self._each_at if self._each_at >= 0 else len(self.segments)
         return tuple(key for key, _ in self._split_options[0][:max(stop, 1)])
 
+    def head_and_steps(self) -> tuple[Path, Steps] | None:
+        """For a path with a `[key=value]` or `*` step: the path of its plain segments and the
+        steps after them (`get(row)` is `steps(head.get(row))`); None for any other path."""
+        return (self._head, Steps(self._tail)) if self._tail else None
+
     def tail(self) -> Callable[[Any], Any] | None:
         """What follows `segments` (a `[key=value]` or `*` step and after), as a function of
         the value `segments` reach; None when the path is all plain segments."""

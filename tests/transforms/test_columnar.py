@@ -441,7 +441,8 @@ def _param(key, **value):
 
 
 def test_ga4_export_batches_map_column_wise_exactly_as_row_by_row():
-    """The preset's `event_params[key=...]` paths share one index of each row's params."""
+    """The preset's `event_params[key=...]` paths share one index of each row's params, from
+    Arrow batches and from row dicts."""
     from benchmarks.generate_ga4 import SCHEMA, ga4_batches
     table = pa.Table.from_batches(ga4_batches(800, NOW_MS, seed=5, batch_rows=97))
     # the first of two params with one key wins, a param without a key is skipped, and a
@@ -455,9 +456,40 @@ def test_ga4_export_batches_map_column_wise_exactly_as_row_by_row():
     edges[2]["event_params"] = None
     table = pa.concat_tables([table, pa.Table.from_pylist(edges, schema=SCHEMA)])
     results = map_both_ways(load_mapping("ga4"), table, columnar=True)
+    # the same rows as dicts (a BigQuery source), read into columns the same way
+    from_dicts = map_dicts_both_ways(load_mapping("ga4"), table.to_pylist(), chunk=97)
+    assert [r.event and r.event.event for r in from_dicts] == [
+        r.event and r.event.event for r in results]
     assert sum(r.event is not None for r in results) > 300
     first_wins, no_params, null_params = results[-3:]
     assert first_wins.event.event["data"]["currency"] == "EUR"
     assert first_wins.event.event["source_url"] == "https://s.example/p"
     assert (no_params.dead_letter.reason, null_params.dead_letter.reason) == (
         "missing_currency", "missing_currency")
+
+
+def test_key_selections_from_two_lists_of_row_dicts_read_each_list():
+    """Heads are kept per list: `ids[key=...]` and `pages[key=...]` never read each other."""
+    plan = parse_mapping("""
+version: 1
+event:
+  id: "ids[key=order].value | ids[key=fallback].value"
+  type: {constant: purchase}
+  timestamp_ms: ts
+  action_source: {constant: web}
+  source_url: pages[key=landing].value
+  oppref: {path: "pages[key=landing].value", query: oppref}
+data:
+  amount: {path: "ids[key=total].value | pages[key=total].value", unit: major}
+  currency: {constant: USD}
+""")
+    rows = [{"ts": NOW_MS - 1000 * i,
+             "ids": [{"key": "order", "value": f"o-{i}"}, {"key": "total", "value": 5}]
+             if i % 3 else [{"key": "fallback", "value": f"f-{i}"}],
+             "pages": [{"key": "landing", "value": f"https://s.example/{i}?oppref=p{i}"},
+                       {"key": "total", "value": 7.5}] if i % 4 else None}
+            for i in range(12)]
+    results = map_dicts_both_ways(plan, rows, chunk=5)
+    assert [(r.event.event["id"], r.event.event["data"]["amount"]) for r in results
+            if r.event is not None] == [
+        (f"{'o' if i % 3 else 'f'}-{i}", 500 if i % 3 else 750) for i in range(12) if i % 4]
