@@ -289,11 +289,11 @@ class UserBuilder:
                     out = list(map(short_text, values))
                 else:
                     out = list(map(normalize, values))
-                if hashed and repeats:
-                    out = [None if text is None else _repeated_sha256_hex(text) for text in out]
-                elif hashed:
-                    out = [None if text is None else _sha256(text.encode("utf-8")).hexdigest()
-                           for text in out]
+                if hashed:
+                    out = ([None if text is None else _repeated_sha256_hex(text) for text in out]
+                           if repeats else
+                           [None if text is None else _sha256(text.encode("utf-8")).hexdigest()
+                            for text in out])
                     if longest >= 64:
                         for position, value in enumerate(values):   # already a hash: kept
                             if is_prehashed(value):
