@@ -412,8 +412,9 @@ def _zero_padded(number: phonenumbers.PhoneNumber) -> bool:
 # unusual (an IDD prefix, an unknown country code, edge lengths) returns _SLOW and goes the
 # reference way. tests/transforms/test_normalize.py checks equality on thousands of numbers.
 _CLEAN_PHONE = re.compile(r"\+?[0-9 ().\-]+")
-_PHONE_SEPARATORS = str.maketrans("", "", " ().-")
-_PHONE_SEPARATOR_BYTES = b" ().-"
+_PHONE_SEPARATOR_CHARS = " ().-"
+_PHONE_SEPARATORS = str.maketrans("", "", _PHONE_SEPARATOR_CHARS)
+_PHONE_SEPARATOR_BYTES = _PHONE_SEPARATOR_CHARS.encode("ascii")
 _SLOW = object()
 
 try:
