@@ -83,20 +83,29 @@ def _tune_gc() -> None:
     tune_gc_for_batch_work()
 
 
+def _valgrind_instructions(tree: pathlib.Path, command: list[str], env: dict[str, str],
+                           timeout_s: float, trace_children: bool = False) -> int:
+    """Instructions valgrind counts for `command` run with `tree`'s code (summed over every
+    process it starts when `trace_children`)."""
+    valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                *(["--trace-children=yes"] if trace_children else [])]
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree), **env}
+    done = subprocess.run(valgrind + command, cwd=tree, env=env, capture_output=True,
+                          text=True, timeout=timeout_s, check=False)
+    counts = re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or not counts:
+        raise SystemExit(f"valgrind run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return sum(int(count.replace(",", "")) for count in counts)
+
+
 def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None,
                        mapping: str | None = None) -> int:
     """Instructions valgrind counts for one process mapping `rows` rows with `tree`'s code."""
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-               "--cachegrind-out-file=/dev/null", sys.executable, os.path.abspath(__file__),
-               "--worker", str(rows)] + (["--parquet", parquet] if parquet else []) \
-        + (["--mapping", mapping] if mapping else [])
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=1800, check=False)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"valgrind run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    command = [sys.executable, os.path.abspath(__file__), "--worker", str(rows),
+               *(["--parquet", parquet] if parquet else []),
+               *(["--mapping", mapping] if mapping else [])]
+    return _valgrind_instructions(tree, command, {}, timeout_s=1800)
 
 
 def count_job_instructions(tree: pathlib.Path, parquet: str, workdir: pathlib.Path) -> int:
@@ -104,21 +113,13 @@ def count_job_instructions(tree: pathlib.Path, parquet: str, workdir: pathlib.Pa
     from benchmarks.bench_pipeline import API_KEY, PIXEL_ID, EmulatorProcess
     emulator = EmulatorProcess()
     try:
-        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
-                   "--cachegrind-out-file=/dev/null", sys.executable, "-m", "pipeline",
-                   "--input", parquet, "--pixel-id", PIXEL_ID, "--endpoint", emulator.url,
-                   "--report", str(workdir / "report.json"),
+        command = [sys.executable, "-m", "pipeline", "--input", parquet, "--pixel-id", PIXEL_ID,
+                   "--endpoint", emulator.url, "--report", str(workdir / "report.json"),
                    "--dead-letter", str(workdir / "dead" / "dead")]
-        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree),
-               "OPENAI_CAPI_API_KEY": API_KEY}
-        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True,
-                              timeout=3600, check=False)
+        return _valgrind_instructions(tree, command, {"OPENAI_CAPI_API_KEY": API_KEY},
+                                      timeout_s=3600, trace_children=True)
     finally:
         emulator.stop()
-    counts = re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or not counts:
-        raise SystemExit(f"valgrind run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return sum(int(count.replace(",", "")) for count in counts)
 
 
 def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int) -> None:
