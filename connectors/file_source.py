@@ -40,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from connectors.rows import ChunkBuilder, RowChunk, source_ref
-from transforms import metrics
+from transforms import json_text, metrics
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.reasons import MAPPING_ERROR
 
@@ -174,7 +174,7 @@ def _json_lines(handle: IO[bytes], path: str) -> Iterator[tuple[str, str, Any]]:
         source = source_ref(path, line_number)
         where = f"line {line_number} of {path}"
         try:
-            yield source, where, json.loads(line.decode("utf-8"))
+            yield source, where, json_text.loads(line.decode("utf-8"))
         except UnicodeDecodeError as error:
             yield source, where, _unreadable(
                 f"{where} is not valid UTF-8 (byte {error.start + 1} of the line)", source)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import datetime
 import decimal
 import ipaddress
-import json
 import uuid
 from typing import Any
 
 import pyarrow as pa
+
+from transforms.json_text import loads
 
 
 def to_plain(value: Any) -> Any:
@@ -136,7 +137,7 @@ def warehouse_values(array: pa.Array) -> list[Any] | None:
     """The Python values the SQL drivers' rows held for an Arrow extension column, else None.
 
     - `arrow.json` (PostgreSQL json/jsonb, DuckDB JSON, Snowflake VARIANT/OBJECT/ARRAY) ->
-      the parsed document (dict, list, str, number; json.loads, as psycopg does);
+      the parsed document (dict, list, str, number; as json.loads, which psycopg uses, gives it);
     - `arrow.uuid` -> its canonical text, as to_plain gives a UUID;
     - PostgreSQL `numeric` (an opaque text column: a numeric without a declared precision has a
       scale per value) -> Decimal of the server's text, exactly as psycopg gives it;
@@ -146,7 +147,7 @@ def warehouse_values(array: pa.Array) -> list[Any] | None:
     if not isinstance(arrow_type, pa.BaseExtensionType):
         return None
     if isinstance(arrow_type, pa.JsonType):
-        return [None if text is None else json.loads(text) for text in array.storage.to_pylist()]
+        return [None if text is None else loads(text) for text in array.storage.to_pylist()]
     if isinstance(arrow_type, pa.UuidType):
         return [None if raw is None else str(uuid.UUID(bytes=raw))
                 for raw in array.storage.to_pylist()]

@@ -25,6 +25,7 @@ mapped row by row from dicts.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -246,16 +247,60 @@ class _ItemLayout:
         lengths = pc.list_value_length(array).to_pylist()
         flat = array.flatten()   # the items of every non-null list, in order
         columns = _present_values(flat, self.item_chains, len(flat))
-        items = _rows_of(columns, len(flat))
-        out: list[list[tuple[Any, ...]] | None] = []
-        start = 0
-        for length in lengths:
-            if not length:
-                out.append(None)
-                continue
-            out.append(items[start:start + length])
-            start += length
-        return out
+        return _regroup(_rows_of(columns, len(flat)), lengths)
+
+
+class _DocumentItemLayout:
+    """The contents list as a JSON column (PostgreSQL jsonb, DuckDB JSON, Snowflake VARIANT):
+    each row's document parsed, then its items read as tuples by dict_item_tuples."""
+
+    __slots__ = ("list_indexes", "item_paths")
+
+    def __init__(self, list_indexes: tuple[int, ...], item_paths: list[Path]):
+        self.list_indexes = list_indexes
+        self.item_paths = item_paths
+
+    def item_tuples(self, batch: pa.RecordBatch) -> list[list[tuple[Any, ...]] | None] | None:
+        """As _ItemLayout.item_tuples; None when a document is not a list of objects."""
+        documents = arrow_values(_leaf_array(batch, self.list_indexes))
+        return dict_item_tuples(documents, self.item_paths)
+
+
+_LIST_OR_NONE = frozenset((list, type(None)))
+_ITEM_OR_NONE = frozenset((dict, type(None)))
+
+
+def dict_item_tuples(lists: Sequence[Any], item_paths: Sequence[Path]
+                     ) -> list[list[tuple[Any, ...]] | None] | None:
+    """Per row, its items as tuples of the item paths' `present` values, read from lists of
+    item dicts (None for a null or empty list): what _ItemLayout reads from a list of structs,
+    so the item-tuple plan maps both. None when a row's value is anything else (JSON text, an
+    object, a list holding other than objects or nulls): the row path's rules for those
+    (parse the text, a dead letter for an object, an empty item for a scalar) are kept by
+    mapping the chunk with its items as dicts."""
+    if not set(map(type, lists)) <= _LIST_OR_NONE:
+        return None
+    flat = list(itertools.chain.from_iterable(filter(None, lists)))
+    if not set(map(type, flat)) <= _ITEM_OR_NONE:
+        return None
+    cache: dict = {}   # the item paths' heads, shared by the paths reading them
+    columns = [present_column(_dict_path_values(path, flat, cache)) for path in item_paths]
+    return _regroup(_rows_of(columns, len(flat)),
+                    [0 if items is None else len(items) for items in lists])
+
+
+def _regroup(items: list[tuple[Any, ...]], lengths: Sequence[int]
+             ) -> list[list[tuple[Any, ...]] | None]:
+    """The items of every row, in order, back into one list per row (None: no items)."""
+    out: list[list[tuple[Any, ...]] | None] = []
+    start = 0
+    for length in lengths:
+        if not length:
+            out.append(None)
+            continue
+        out.append(items[start:start + length])
+        start += length
+    return out
 
 
 def _column_source(source: ValueSource) -> bool:
@@ -277,18 +322,21 @@ def _first_not_none(columns: list[list[Any]]) -> list[Any]:
 
 class _Layout:
     """How batches of one schema are mapped column-wise: the positional plan's mapper, the
-    user builder for build_columns (None: users row by row), each path's chains, and the
-    contents list's item layout (None: items are dicts)."""
+    user builder for build_columns (None: users row by row), each path's chains, the
+    contents list's item layout (None: items are dicts), and for JSON items the dict-item
+    layout a batch falls back to when its documents are not lists of objects."""
 
-    __slots__ = ("mapper", "users", "chains", "items", "items_index")
+    __slots__ = ("mapper", "users", "chains", "items", "items_index", "fallback")
 
     def __init__(self, mapper: RowMapper, chains: list[list[_Chain]],
-                 items: _ItemLayout | None = None, items_index: int | None = None):
+                 items: _ItemLayout | _DocumentItemLayout | None = None,
+                 items_index: int | None = None, fallback: _Layout | None = None):
         self.mapper = mapper
         self.users = _column_users(mapper)
         self.chains = chains
         self.items = items
         self.items_index = items_index
+        self.fallback = fallback
 
 
 def _column_users(mapper: RowMapper) -> UserBuilder | None:
@@ -320,6 +368,7 @@ class ColumnarMapper:
         if plan.contents is not None and plan.contents.path is not None:
             self._tuple_items = _PositionalPlan(plan, item_tuples=True)
             self._by_item_tuples = self._mapper(self._tuple_items, clock_ms)
+            self._tuple_users = _column_users(self._by_item_tuples)
         self._layouts: dict[pa.Schema, _Layout | None] = {}
 
     def _mapper(self, positional: _PositionalPlan, clock_ms: Callable[[], int] | None
@@ -347,7 +396,7 @@ class ColumnarMapper:
                 return
             yield from self._map_dicts(dicts, sources)
             return
-        columns = self._columns(batch, layout)
+        layout, columns = self._laid_out(batch, layout)
         yield from self._map_columns(layout.mapper, layout.users, columns, sources)
 
     def map_rows(self, rows: Sequence[Any], sources: Sequence[str]) -> Iterator[MapResult]:
@@ -357,7 +406,19 @@ class ColumnarMapper:
         column-wise (UserBuilder.build_columns) and the rest reads tuple positions, as for an
         Arrow batch. A chunk holding anything but plain dicts is mapped row by row.
         """
-        columns = self._row_columns(rows)
+        if not all(type(row) is dict for row in rows):
+            yield from self._map_dicts(rows, sources)
+            return
+        cache: dict = {}   # per chunk: values of the paths' heads, and their key indexes
+        columns = self._row_columns(rows, self._tuple_items, cache)
+        if columns is not None:
+            at = self._tuple_items.items_index
+            columns[at] = dict_item_tuples(columns[at], self._tuple_items.item_paths)
+            if columns[at] is not None:      # else: not lists of item dicts, mapped as dicts
+                yield from self._map_columns(self._by_item_tuples, self._tuple_users, columns,
+                                             sources)
+                return
+        columns = self._row_columns(rows, self._positional, cache)
         if columns is None:
             yield from self._map_dicts(rows, sources)
             return
@@ -383,15 +444,16 @@ class ColumnarMapper:
             for row, source, user in zip(rows, sources, built, strict=True):
                 yield map_row(row, source, built_user=user)
 
-    def _row_columns(self, rows: Sequence[Any]) -> list[list[Any]] | None:
-        """Per path of the dict-item positional plan, every row's `present` value; None when a
-        row is not a plain dict or a path cannot be read (map_row says why, row by row)."""
-        if not all(type(row) is dict for row in rows):
+    @staticmethod
+    def _row_columns(rows: Sequence[dict], positional: _PositionalPlan | None, cache: dict
+                     ) -> list[list[Any]] | None:
+        """Per path of the positional plan, every row dict's `present` value; None when a
+        path cannot be read (map_row says why, row by row) or there is no such plan."""
+        if positional is None:
             return None
-        cache: dict = {}   # per chunk: values of the paths' heads, and their key indexes
         try:
             return [present_column(_dict_path_values(path, rows, cache))
-                    for path in self._positional.paths]
+                    for path in positional.paths]
         except Exception:  # noqa: BLE001 - map_row turns the same failure into a dead letter
             return None
 
@@ -409,29 +471,38 @@ class ColumnarMapper:
         columns = self._columns(batch)
         return None if columns is None else _rows_of(columns, batch.num_rows)
 
-    def item_tuples(self, batch: pa.RecordBatch) -> bool:
-        """Whether this schema's contents items are read as tuples (a list of structs)."""
+    def _columns(self, batch: pa.RecordBatch) -> list[list[Any]] | None:
+        """Per path of the batch's positional plan, every row's value (see _laid_out); None:
+        the schema needs row dicts."""
         layout = self._layout(batch.schema)
-        return layout is not None and layout.items is not None
+        return None if layout is None else self._laid_out(batch, layout)[1]
 
-    def _columns(self, batch: pa.RecordBatch, layout: _Layout | None = None
-                 ) -> list[list[Any]] | None:
-        """Per path of the layout's positional plan, every row's value, `present` (blank text
-        and empty lists are None, as ValueSource reads them); None: the schema needs dicts."""
-        if layout is None:
-            layout = self._layout(batch.schema)
-        if layout is None:
-            return None
+    def item_tuples(self, batch: pa.RecordBatch) -> bool:
+        """Whether this batch's contents items are read as tuples (a list of structs, or JSON
+        documents that are lists of objects)."""
+        layout = self._layout(batch.schema)
+        return layout is not None and self._laid_out(batch, layout)[0].items is not None
+
+    def _laid_out(self, batch: pa.RecordBatch, layout: _Layout
+                  ) -> tuple[_Layout, list[list[Any]]]:
+        """The layout the batch is mapped with, and per path of its positional plan every
+        row's value, `present` (blank text and empty lists are None, as ValueSource reads
+        them). JSON items that are not all lists of objects: the fallback dict-item layout."""
         columns = _present_values(batch, layout.chains, batch.num_rows)
         if layout.items is not None:
-            columns[layout.items_index] = layout.items.item_tuples(batch)
-        return columns
+            items = layout.items.item_tuples(batch)
+            if items is None:
+                return self._laid_out(batch, layout.fallback)
+            columns[layout.items_index] = items
+        return layout, columns
 
     def built_users(self, batch: pa.RecordBatch, columns: list[list[Any]]) -> list[Any] | None:
         """UserBuilder.build_columns over the batch's path columns (passed to map_row by name),
         or None when users are built row by row."""
         layout = self._layout(batch.schema)
-        return None if layout is None else self._users_of(layout.users, columns, batch.num_rows)
+        if layout is None:
+            return None
+        return self._users_of(self._laid_out(batch, layout)[0].users, columns, batch.num_rows)
 
     @staticmethod
     def _users_of(users: UserBuilder | None, columns: list[list[Any]], count: int
@@ -458,7 +529,8 @@ class ColumnarMapper:
         return _Layout(self._by_columns, chains)
 
     def _item_tuple_layout(self, schema: pa.Schema) -> _Layout | None:
-        """The item-tuple layout when the contents list is one list-of-structs column."""
+        """The item-tuple layout when the contents list is one list-of-structs column, or one
+        JSON column (its documents' items read as dicts; the dict-item layout as fallback)."""
         positional = self._tuple_items
         if positional is None:
             return None
@@ -469,14 +541,20 @@ class ColumnarMapper:
                 return None                 # read in several places, or per row: dicts
             list_indexes = found[0][0]
             list_type = _type_at(fields, list_indexes)
+            chains = [[] if index == positional.items_index else _path_chains(fields, path)
+                      for index, path in enumerate(positional.paths)]
+            if is_json_type(list_type):
+                fallback = self._dict_item_layout(schema)
+                return None if fallback is None else _Layout(
+                    self._by_item_tuples, chains,
+                    _DocumentItemLayout(list_indexes, positional.item_paths),
+                    positional.items_index, fallback)
             if not (pa.types.is_list(list_type) or pa.types.is_large_list(list_type)
                     or pa.types.is_fixed_size_list(list_type)) or not pa.types.is_struct(
                     list_type.value_type):
                 return None
             item_fields = list(list_type.value_type)
             item_chains = [_path_chains(item_fields, path) for path in positional.item_paths]
-            chains = [[] if index == positional.items_index else _path_chains(fields, path)
-                      for index, path in enumerate(positional.paths)]
         except _Unsupported:
             return None
         return _Layout(self._by_item_tuples, chains, _ItemLayout(list_indexes, item_chains),

@@ -18,7 +18,6 @@ import collections
 import datetime as dt
 import functools
 import itertools
-import json
 import logging
 import math
 import re
@@ -27,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from transforms import reasons
+from transforms import json_text, reasons
 from transforms.deadletter import DeadLetter
 from transforms.errors import InvalidValueError
 from transforms.events import (
@@ -418,7 +417,7 @@ class RowMapper:
     @staticmethod
     def _json_list(text: str) -> Any:
         try:
-            return json.loads(text)
+            return json_text.loads(text)
         except ValueError:
             raise InvalidValueError(reasons.INVALID_CONTENTS,
                                     "data.contents: the source text is not a JSON list") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ import pytest
 
 from benchmarks.generate_rows import commanders_act_rows, write_parquet
 from connectors.rows import parquet_batch_to_rows
+from transforms.arrow_rows import json_column
 from transforms.columnar import ColumnarMapper
 from transforms.mapper import RowMapper
 from transforms.mapping import load_mapping, parse_mapping
@@ -375,6 +377,66 @@ def test_items_that_are_not_a_list_of_structs_are_read_as_dicts():
     results = map_both_ways(plan, as_text, columnar=True)
     assert results[0].event.event["data"]["contents"] == [
         {"id": "A1", "content_type": "product", "quantity": 1}]
+
+
+def _json_items_table(documents: list) -> pa.Table:
+    """The items as a JSON column named `order.items` (a PostgreSQL jsonb column, flat)."""
+    count = len(documents)
+    texts = [None if doc is None else json.dumps(doc) for doc in documents]
+    return pa.table({
+        "event_name": ["purchase"] * count, "type": ["offline"] * count,
+        "currency": ["EUR"] * count, "value": [10.5] * count,
+        "content_type": [None, "service"] * (count // 2) + [None] * (count % 2),
+        "context": [{"event_id": f"e{i}"} for i in range(count)],
+        "order.items": json_column(pa.array(texts, pa.string())),
+    })
+
+
+JSON_ITEM = {"sku": "A1", "qty": 2, "currency": None, "title": "T-shirt",
+             "product": {"name": "  ", "price": 9.99}, "variants": {"size": "M"}}
+
+
+def test_json_items_are_read_as_tuples_exactly_as_dicts():
+    documents = [
+        [JSON_ITEM, {"sku": " B2 ", "kind": "", "qty": 1.0, "product": None}],
+        [{**JSON_ITEM, "currency": "JPY", "product": {"name": "Mug", "price": 1200}}],
+        [],                                           # no contents
+        None,                                         # SQL NULL: no contents
+        [None, {"qty": "3"}],                         # a null item: empty, counted
+        [{**JSON_ITEM, "currency": "EURO"}],          # a bad item: a dead letter
+        [{"sku": 7, "qty": 2.5, "variants": ["a"]}],  # wrong types: a dead letter
+        [{}],                                         # an empty object: an empty item
+    ]
+    table = _json_items_table(documents)
+    plan = parse_mapping(ITEMS_MAPPING)
+    mapper = ColumnarMapper(plan)
+    assert all(mapper.item_tuples(batch) for batch in table.to_batches(max_chunksize=4))
+    results = map_both_ways(plan, table, columnar=True, chunk=4)
+    contents = [r.event.event["data"].get("contents") if r.event else None for r in results]
+    assert contents[0] == [
+        {"id": "A1", "name": "T-shirt", "content_type": "product", "quantity": 2,
+         "variant_dict": {"size": "M"}, "amount": 999},
+        {"id": "B2", "content_type": "product", "quantity": 1}]
+    assert contents[1][0]["amount"] == 1200 and contents[1][0]["currency"] == "JPY"
+    assert contents[2] is None and contents[3] is None
+    assert [r.dead_letter.reason for r in results if r.dead_letter] == [
+        "invalid_currency", "invalid_contents"]
+
+
+@pytest.mark.parametrize("odd", [
+    '[{"sku": "A1"}]',                # a JSON string holding a list: parsed by the row path
+    {"sku": "A1"},                    # an object, not a list: a dead letter
+    [{"sku": "A1"}, "B2"],            # a list holding a scalar: an empty item
+    [[{"sku": "A1"}]],                # a list of lists
+])
+def test_json_items_that_are_not_lists_of_objects_are_read_as_dicts(odd):
+    # the chunk holding the odd document falls back to dict items; the other chunk does not
+    table = _json_items_table([[JSON_ITEM], [JSON_ITEM], [JSON_ITEM], odd])
+    plan = parse_mapping(ITEMS_MAPPING)
+    mapper = ColumnarMapper(plan)
+    assert [mapper.item_tuples(batch) for batch in table.to_batches(max_chunksize=2)] == [
+        True, False]
+    map_both_ways(plan, table, columnar=True, chunk=2)
 
 
 def map_dicts_both_ways(plan, rows: list, chunk: int = 50, now_ms: int = NOW_MS):

@@ -11,7 +11,7 @@ import collections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.columnar import _Position
+from transforms.columnar import _Position, dict_item_tuples
 from transforms.mapping import ItemValueSource
 from transforms.paths import Path, ValueSource, present, present_column, select_index
 from transforms.user_fields import NOT_BUILT, UserBuilder
@@ -196,3 +196,21 @@ def test_a_select_index_picks_what_the_select_step_picks(node, value):
 def test_steps_over_a_column_are_the_steps_of_each_value(values, text):
     steps = Path(text).tail()
     assert steps.apply_column(values) == [None if v is None else steps(v) for v in values]
+
+
+item_lists = st.one_of(
+    st.none(), st.lists(st.one_of(st.none(), row_dicts), max_size=3),
+    # what makes a chunk keep its items as dicts: text, an object, a list holding a scalar
+    st.sampled_from(['[{"a": 1}]', {"a": [1]}, 3, [{"a": 1}, "x"], [[{"a": 1}]]]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(item_lists, max_size=5), st.lists(path_texts, min_size=1, max_size=3))
+def test_dict_item_tuples_are_present_item_values_per_row(lists, texts):
+    got = dict_item_tuples(lists, [Path(text) for text in texts])
+    if not all(value is None or (isinstance(value, list) and all(
+            item is None or isinstance(item, dict) for item in value)) for value in lists):
+        assert got is None
+        return
+    assert got == [[tuple(oracle_present(oracle_get(item, text.split("."))) for text in texts)
+                    for item in value] if value else None for value in lists]
