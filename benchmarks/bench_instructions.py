@@ -5,6 +5,7 @@
     python -m benchmarks.bench_instructions --parquet rows.parquet     # a file, the pipeline reader
     python -m benchmarks.bench_instructions --parquet ga4.parquet --mapping ga4  # a preset
     python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline   # the whole job
+    python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline --postgresql
 
 Wall and CPU time on a shared machine drift by ±20% within minutes, so two trees a few percent
 apart cannot be told apart by timing. The number of instructions the mapper executes varies
@@ -21,9 +22,11 @@ Parquet file read by the pipeline's reader (`--parquet`, the wall clock). Needs 
 processes on this machine) on the file's first `--small` and `--large` rows (10,000 and 30,000
 by default), against the emulator (`--fast`, its own process, not counted), every process of
 the job under `valgrind --trace-children=yes`. It prints instructions per row and the fixed
-cost (start-up, graph, report). Threads that wait with a timeout (gRPC, the sender pool) add a
-little that grows with the run's wall time, so counts of one tree differ by ~1%. Each count takes
-a few minutes.
+cost (start-up, graph, report). With `--postgresql` the job reads the same rows from a table of
+a throwaway PostgreSQL server (bench_pipeline's: structs as dotted columns, the items as jsonb;
+`SELECT * FROM t LIMIT n`); the server's own instructions are not counted. Threads that wait
+with a timeout (gRPC, the sender pool) add a little that grows with the run's wall time, so
+counts of one tree differ by ~1%. Each count takes a few minutes.
 """
 from __future__ import annotations
 
@@ -108,12 +111,13 @@ def count_instructions(tree: pathlib.Path, rows: int, parquet: str | None,
     return _valgrind_instructions(tree, command, {}, timeout_s=1800)
 
 
-def count_job_instructions(tree: pathlib.Path, parquet: str, workdir: pathlib.Path) -> int:
-    """Instructions of every process of one `python -m pipeline` run over `parquet`."""
+def count_job_instructions(tree: pathlib.Path, source: list[str], workdir: pathlib.Path) -> int:
+    """Instructions of every process of one `python -m pipeline` run reading `source` (its
+    arguments: `--input FILE` or `--sql-url URL --sql-query SQL`)."""
     from benchmarks.bench_pipeline import API_KEY, PIXEL_ID, EmulatorProcess
     emulator = EmulatorProcess()
     try:
-        command = [sys.executable, "-m", "pipeline", "--input", parquet, "--pixel-id", PIXEL_ID,
+        command = [sys.executable, "-m", "pipeline", *source, "--pixel-id", PIXEL_ID,
                    "--endpoint", emulator.url, "--report", str(workdir / "report.json"),
                    "--dead-letter", str(workdir / "dead" / "dead")]
         return _valgrind_instructions(tree, command, {"OPENAI_CAPI_API_KEY": API_KEY},
@@ -122,7 +126,8 @@ def count_job_instructions(tree: pathlib.Path, parquet: str, workdir: pathlib.Pa
         emulator.stop()
 
 
-def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int) -> None:
+def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int,
+                 postgresql: bool = False) -> None:
     import tempfile
 
     import pyarrow.parquet as pq
@@ -130,16 +135,34 @@ def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int) -> No
     if table.num_rows < large:
         raise SystemExit(f"{parquet} has fewer than {large} rows")
     counts = []
+    server = None
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
-        for rows in (small, large):
-            workdir = pathlib.Path(scratch) / str(rows)
-            (workdir / "dead").mkdir(parents=True)
-            part = workdir / "rows.parquet"
-            pq.write_table(table.slice(0, rows), part, row_group_size=50_000)
-            counts.append(count_job_instructions(tree, str(part), workdir))
+        try:
+            if postgresql:   # the rows in a table of bench_pipeline's throwaway server
+                from benchmarks.bench_pipeline import PostgresDataset
+                rows_dir = pathlib.Path(scratch) / "table"
+                rows_dir.mkdir()
+                pq.write_table(table.slice(0, large), rows_dir / "rows.parquet")
+                server = PostgresDataset()
+                sql_table = server.table(str(rows_dir / "rows.parquet"), large)
+            for rows in (small, large):
+                workdir = pathlib.Path(scratch) / str(rows)
+                (workdir / "dead").mkdir(parents=True)
+                if server is not None:
+                    source = ["--sql-url", server.server.url, "--sql-query",
+                              f"SELECT * FROM {sql_table} LIMIT {rows}"]
+                else:
+                    part = workdir / "rows.parquet"
+                    pq.write_table(table.slice(0, rows), part, row_group_size=50_000)
+                    source = ["--input", str(part)]
+                counts.append(count_job_instructions(tree, source, workdir))
+        finally:
+            if server is not None:
+                server.stop()
     per_row = (counts[1] - counts[0]) / (large - small)
+    what = f"a PostgreSQL table of {parquet}'s rows" if postgresql else parquet
     print(f"{tree}: {per_row:,.0f} instructions per row, {counts[0] - per_row * small:,.0f} fixed "
-          f"(python -m pipeline, every process; {parquet}, {small:,} and {large:,} rows)")
+          f"(python -m pipeline, every process; {what}, {small:,} and {large:,} rows)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
                         "10,000 with --pipeline)")
     parser.add_argument("--large", type=int, help="rows of the large count (default 20,000; "
                         "30,000 with --pipeline)")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="with --pipeline: the job reads the file's rows from a PostgreSQL "
+                        "table (a throwaway server, not counted) instead of the file")
     parser.add_argument("--mapping", help="with --parquet: a preset (ga4, ...) or mapping file"
                         " instead of the default mapping")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -173,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.pipeline:
         if not args.parquet:
             raise SystemExit("--pipeline needs --parquet FILE (e.g. a bench_pipeline data file)")
-        _job_figures(tree, args.parquet, args.small, args.large)
+        _job_figures(tree, args.parquet, args.small, args.large, args.postgresql)
         return
     if args.mapping and not args.parquet:
         raise SystemExit("--mapping needs --parquet FILE (rows of that mapping's shape)")

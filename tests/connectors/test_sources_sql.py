@@ -389,6 +389,7 @@ def test_arrow_path_and_row_path_give_the_same_events_dead_letters_and_counters(
         new = []
         for chunk in read_chunks(url, query, chunk_size=4):
             assert by_columns.positional_rows(chunk.batch) is not None     # column-wise
+            assert by_columns.item_tuples(chunk.batch)   # a list of structs; jsonb objects
             new.extend(by_columns.map_batch(chunk.batch, chunk.sources))
         assert new == old
         assert by_columns.counters == by_rows.counters
