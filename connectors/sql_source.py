@@ -26,7 +26,9 @@ A Reshuffle then spreads the chunks over workers; on a local runner they cross i
 Arrow IPC files (SpilledChunk), since DirectRunner would hold them all in the launcher.
 
 Before the graph runs, `result_columns` has the database plan the query without reading a row:
-a wrong table or column is a ConfigError in the launcher.
+a wrong table or column is a ConfigError in the launcher. Given the mapping's columns, the query
+then reads only the result columns the mapping reads (`projected_query`), as Parquet files are
+read: a wide table costs the server, the network and the driver only what is mapped.
 
 Sources are `sql:<label>#row=<N>`, N counted from 1 in the order the query returns rows; the
 label is the first table after FROM unless given (`sql:orders#row=42`). Add ORDER BY to the
@@ -52,6 +54,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from connectors.file_source import column_selector
 from connectors.rows import RowChunk, rebatch, source_ref, to_plain
 from transforms import metrics
 from transforms.arrow_rows import json_column
@@ -389,6 +392,39 @@ def query_check_failure(url: str, error: Exception) -> CapiSyncError:
                           f"{type(error).__name__}: {message}")
 
 
+_PROJECTED_ALIAS = "capi_sync_columns"
+
+
+def projected_query(url: str, query: str, params: Mapping[str, Any] | None,
+                    names: list[str], columns: list[str] | None) -> str:
+    """`query` reading only the result columns the mapping reads (`columns`, kept as
+    file_source.column_selector keeps a Parquet file's), as Parquet files are read:
+    `SELECT "a", "b" FROM (<query>) AS capi_sync_columns`, so the server produces, and the
+    driver decodes, no column the mapping leaves unread. PostgreSQL and DuckDB keep the
+    query's ORDER BY through that projection (row numbers are unchanged); Snowflake does not
+    promise to, so its queries run as written. The query itself when every column is read,
+    when a name repeats (case-blind: DuckDB's names are), or when the projected query does not
+    plan to exactly the kept columns (a statement that cannot be a subquery)."""
+    if not columns or dialect_of(url) == SNOWFLAKE:
+        return query
+    keep = column_selector(columns)
+    kept = [name for name in names if keep(name)]
+    if not kept or len(kept) == len(names) or len({name.lower() for name in names}) < len(names):
+        return query
+    quoted = ['"' + name.replace('"', '""') + '"' for name in kept]
+    if params is not None:       # pyformat: a literal percent sign is written %%
+        quoted = [name.replace("%", "%%") for name in quoted]
+    # The closing parenthesis on a line of its own: the query may end in a -- comment.
+    projected = (f"SELECT {', '.join(quoted)} FROM (\n{_without_final_semicolon(query)}\n) "
+                 f"AS {_PROJECTED_ALIAS}")
+    try:
+        if result_columns(url, projected, params) == kept:
+            return projected
+    except CapiSyncError:
+        pass
+    return query
+
+
 def _postgresql_result_columns(url: str, query: str, params: Mapping[str, Any] | None
                                ) -> list[str]:
     import psycopg
@@ -538,11 +574,14 @@ class ReadSql(beam.PTransform):
       label: the name in source references (default: the first table after FROM).
       check_query: plan the query when the graph is built (`result_columns`), so a wrong table
         or column is a ConfigError in the launcher rather than a failed worker.
+      columns: the columns the mapping reads (`MappingPlan.required_columns`); with
+        check_query, the query reads only those of its result columns (`projected_query`).
+        None reads every column.
     """
 
     def __init__(self, url: str, query: str, params: Mapping[str, Any] | None = None,
                  chunk_size: int = 5000, label: str | None = None,
-                 check_query: bool = True) -> None:
+                 check_query: bool = True, columns: list[str] | None = None) -> None:
         super().__init__()
         dialect = dialect_of(url)
         if dialect == DUCKDB:
@@ -571,20 +610,23 @@ class ReadSql(beam.PTransform):
         self._chunk_size = chunk_size
         self._label = label or query_label(query)
         self._check_query = check_query
+        self._columns = list(columns) if columns else None
 
     def __repr__(self) -> str:
         return f"ReadSql({redact_url(self._url)!r}, label={self._label!r})"
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        query = self._query
         if self._check_query:   # a wrong table fails here, in the launcher, before any read
-            result_columns(self._url, self._query, self._params)
+            names = result_columns(self._url, self._query, self._params)
+            query = projected_query(self._url, self._query, self._params, names, self._columns)
         # A local runner holds what crosses a Reshuffle in the launcher's memory (the whole
         # table); its workers share one disk, so the chunks go there and only their file
         # names are shuffled. Dataflow's shuffle service spills by itself.
         spill_locally = _runs_locally(pbegin.pipeline)
         chunks = (
             pbegin
-            | "SqlQuery" >> beam.Create([self._query])
+            | "SqlQuery" >> beam.Create([query])
             | "RunQuery" >> beam.ParDo(_ReadSqlFn(self._url, self._params, self._chunk_size,
                                                   self._label, spill=spill_locally))
             | "SpreadChunks" >> beam.Reshuffle()

@@ -112,7 +112,8 @@ def _read_rows(pbegin, run: RunPlan):
         params = since_param if "since" in opts.sql_query else None
         return pbegin | "ReadSql" >> sources.ReadSql(
             opts.sql_url, opts.sql_query, params=params, chunk_size=opts.chunk_size,
-            check_query=not opts.view_as(TestOptions).dry_run), None   # a dry run reads nothing
+            check_query=not opts.view_as(TestOptions).dry_run,      # a dry run reads nothing
+            columns=list(run.mapping_plan.required_columns) or None), None
     params = since_param if opts.bigquery_query and "@since" in opts.bigquery_query else None
     return pbegin | "ReadBigQuery" >> sources.ReadBigQuery(
         table=opts.bigquery_table, query=opts.bigquery_query, params=params,

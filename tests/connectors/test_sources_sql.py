@@ -20,9 +20,11 @@ from connectors.sql_source import (
     dialect_of,
     duckdb_path,
     parameter_names,
+    projected_query,
     query_label,
     read_postgresql_rows,
     redact_url,
+    result_columns,
     scrub,
     to_duckdb_query,
 )
@@ -575,3 +577,79 @@ def test_a_failed_read_leaves_no_spilled_chunk(postgres_url: str, tmp_path: Path
     with pytest.raises(SqlSourceError, match="terminating connection"):
         list(fn.process(query))
     assert list(tmp_path.glob("capi-sync-sql-*")) == []
+
+
+# ---------------------------------------------------------------- only the mapping's columns
+
+def test_a_query_reads_only_the_columns_the_mapping_reads(duckdb_url: str,
+                                                          pg_events_url: str) -> None:
+    """`columns` (the mapping's) narrow the query to the result columns it reads, as a Parquet
+    file's are; ORDER BY, %(since)s, a final semicolon or a trailing comment all survive."""
+    since = {"since": datetime.datetime(2026, 3, 2, tzinfo=UTC)}
+    cases = [
+        (duckdb_url, "orders", "SELECT * FROM orders WHERE created_at >= %(since)s",
+         ["context.event_id", "value"], lambda n: {k: duckdb_order(n)[k] for k in
+                                                   ("context", "value")}, range(7, 1, -1)),
+        (pg_events_url, "events", "SELECT * FROM events WHERE event_time >= %(since)s",
+         ["payload.context.event_id", "value"], lambda n: {k: pg_event(n)[k] for k in
+                                                           ("payload", "value")}, range(5, 1, -1)),
+        (pg_events_url + "?reader=cursor", "events",
+         "SELECT * FROM events WHERE event_time >= %(since)s", ["value"],
+         lambda n: {"value": pg_event(n)["value"]}, range(5, 1, -1)),
+    ]
+    for (url, label, query, columns, row, numbers), end in zip(
+            cases, [" -- newest first", ";", " ;\n"], strict=True):
+        query += " ORDER BY id DESC" + end
+        assert "capi_sync_columns" in projected_query(
+            url, query, since, result_columns(url, query, since), columns)
+        rows = [(index, row(n)) for index, n in enumerate(numbers, start=1)]
+        with BeamTestPipeline() as pipeline:
+            chunks = pipeline | ReadSql(url, query, since, chunk_size=10, columns=columns)
+            assert_that(chunks, equal_to([chunk(label, rows)]))
+
+
+def test_odd_column_names_are_quoted_in_the_narrowed_query(duckdb_url: str) -> None:
+    query = ("SELECT id, value AS \"net 100%%\", 'x' AS \"say \"\"hi\"\"\", event_id FROM orders "
+             "WHERE event_id LIKE 'o-%%' AND created_at >= %(since)s ORDER BY id")
+    since = {"since": datetime.datetime(2026, 3, 7, tzinfo=UTC)}
+    with BeamTestPipeline() as pipeline:
+        chunks = pipeline | ReadSql(duckdb_url, query, since, columns=["net 100%", 'say "hi"'])
+        assert_that(chunks, equal_to([
+            chunk("orders", [(1, {"net 100%": Decimal("7.99"), 'say "hi"': "x"})])]))
+    # without parameters the query is sent as written: one percent sign
+    query = "SELECT id, value AS \"net 100%\" FROM orders WHERE id = 7"
+    names = result_columns(duckdb_url, query)
+    assert [row for chunk in read_chunks(
+        duckdb_url, projected_query(duckdb_url, query, None, names, ["net 100%"]))
+        for row in chunk.rows] == [{"net 100%": Decimal("7.99")}]
+
+
+@pytest.mark.parametrize("query, columns", [
+    ("SELECT id, id, value FROM events", ["value"]),       # a repeated name
+    ("SELECT id AS \"Value\", value FROM events", ["value"]),  # names equal but for case
+    ("SELECT id, value FROM events", ["id", "value"]),     # every column is read
+    ("SELECT id, value FROM events", ["absent"]),          # no column is read
+    ("SELECT id, value FROM events", None),                # no list: every column
+])
+def test_queries_that_are_not_narrowed(pg_events_url: str, query: str,
+                                       columns: list[str] | None) -> None:
+    names = result_columns(pg_events_url, query)
+    assert projected_query(pg_events_url, query, None, names, columns) == query
+
+
+def test_a_statement_that_cannot_be_a_subquery_runs_as_written(duckdb_url: str) -> None:
+    query = "PRAGMA table_info('orders')"
+    names = result_columns(duckdb_url, query)
+    assert "name" in names and len(names) > 1
+    assert projected_query(duckdb_url, query, None, names, ["name"]) == query
+    # a semicolon before a final comment: the projected query does not parse, so as written
+    query = "SELECT * FROM orders; -- all"
+    assert projected_query(duckdb_url, query, None, result_columns(duckdb_url, query),
+                           ["id"]) == query
+
+
+def test_snowflake_queries_are_never_narrowed() -> None:
+    # Snowflake does not promise to keep a subquery's ORDER BY: row numbers would move
+    url = "snowflake://etl@acme-xy12345/ANALYTICS/PUBLIC?warehouse=WH"
+    assert projected_query(url, "SELECT * FROM ORDERS ORDER BY ID", None,
+                           ["ID", "NOTES"], ["ID"]) == "SELECT * FROM ORDERS ORDER BY ID"

@@ -133,6 +133,25 @@ def test_since_query_exact_events_nested_values_and_nulls(emulator, tmp_path, so
 
 
 @pytest.mark.parametrize("source", ["duckdb", "postgresql"])
+def test_a_column_the_mapping_does_not_read_is_never_computed(emulator, tmp_path, source,
+                                                              request):
+    # The extra column fails wherever it is computed (DuckDB's error(); a division by zero on
+    # PostgreSQL): the run succeeds because only the mapping's columns are read.
+    url, table, failing = (
+        (request.getfixturevalue("duckdb_orders"), "orders", "error('computed')")
+        if source == "duckdb"
+        else (request.getfixturevalue("pg_orders"), "e2e_orders", "1 / (length(order_id) - 2)"))
+    query = (f"SELECT *, {failing} AS never_read FROM {table} WHERE created_at >= %(since)s "
+             "ORDER BY order_id")
+    outcome = run(["--sql-url", url, "--sql-query", query, "--since", "36h",
+                   *delivery_args(emulator, tmp_path)])
+    assert recorded(emulator) == {"o1": expected_event("o1"), "o2": expected_event("o2")}
+    assert [d["source"] for d in read_dead_letters(tmp_path / "dead")] == [
+        f"sql:{table}#row=3"]
+    assert outcome.exit_code == EXIT_OK
+
+
+@pytest.mark.parametrize("source", ["duckdb", "postgresql"])
 def test_empty_result_sends_nothing(emulator, tmp_path, source, request):
     url, table = ((request.getfixturevalue("duckdb_orders"), "orders") if source == "duckdb"
                   else (request.getfixturevalue("pg_orders"), "e2e_orders"))
