@@ -76,6 +76,12 @@ class SqlSourceError(CapiSyncError):
     """The query could not be run or read; the message never contains the password."""
 
 
+class SqlReadError(SqlSourceError):
+    """The query failed while its rows were being read (the server dropped the connection or
+    ended the query): a failure of the run, not of its configuration, which was checked before
+    any read. The command line exits with EXIT_SOURCE_FAILED (9)."""
+
+
 def redact_url(url: str) -> str:
     """The URL with its password (user-info or `password=` option) replaced by `***`.
 
@@ -544,7 +550,7 @@ class _ReadSqlFn(beam.DoFn):
         except Exception as error:
             # Re-raised without the cause (`from None`): a driver's own message can quote the
             # connection string, password included.
-            raise SqlSourceError(
+            raise SqlReadError(
                 f"Reading {origin} from {redact_url(self._url)} failed after "
                 f"{row_number - 1} rows: {type(error).__name__}: {scrub(str(error), self._url)}"
             ) from None

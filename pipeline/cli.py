@@ -125,6 +125,9 @@ def _run(argv: list[str], local) -> int:
     except runner.RunStopped as exc:
         _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
+    except runner.SourceFailed as exc:
+        _error(f"source failed, nothing more was sent; run again: {exc}")
+        return runner.EXIT_SOURCE_FAILED
     except AuthenticationError as exc:   # the preflight's refused key, before any read
         _error(str(exc))
         return runner.EXIT_AUTH

@@ -12,4 +12,5 @@ EXIT_NOTHING_READ = 5        # no row read (a glob matched no file, an empty que
 EXIT_NOTHING_DELIVERED = 6   # rows were read, every one was dead-lettered: nothing was sent
 EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark could not be saved
 EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
+EXIT_SOURCE_FAILED = 9       # the source failed while being read (a dropped connection): run again
 EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it

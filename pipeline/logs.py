@@ -31,8 +31,12 @@ _HARMLESS = ("No semi_persistent_directory found", "Discarding unparseable args"
 AUTH_FAILED = "Authentication failed ("   # how connectors.capi_client words it (401 or 403)
 WRONG_ENDPOINT = "Wrong endpoint ("       # ... and a 3xx, 404 or 405 (WrongEndpointError)
 STOP_MARKERS = (AUTH_FAILED, WRONG_ENDPOINT)
+# A source that fails mid-read (connectors.sql_source.SqlReadError) is printed as one line too.
+READ_FAILED = "Reading sql:"              # how SqlReadError's message starts
+_QUIET_FAILURES = (*STOP_MARKERS, READ_FAILED)
 _RESTATED_STOP_ERRORS = (f"AuthenticationError: {AUTH_FAILED}",
-                         f"WrongEndpointError: {WRONG_ENDPOINT}")
+                         f"WrongEndpointError: {WRONG_ENDPOINT}",
+                         f"SqlReadError: {READ_FAILED}")
 
 
 def _restates_stop_error(text: str) -> bool:
@@ -86,14 +90,14 @@ class MaskingFormatter(logging.Formatter):
 
 
 class BeamAuthErrorFilter(logging.Filter):
-    """Drops Beam's own records of a refused key or wrong endpoint (a traceback each) when it
-    runs in-process."""
+    """Drops Beam's own records of a refused key, a wrong endpoint or a failed source read (a
+    traceback each) when it runs in-process: the command line prints the cause."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("apache_beam.") or str(record.msg).startswith("worker: "):
             return True
         message = record.getMessage()
-        return not any(marker in message for marker in STOP_MARKERS)
+        return not any(marker in message for marker in _QUIET_FAILURES)
 
 
 class WithoutAuthTracebacks:

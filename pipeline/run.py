@@ -34,6 +34,7 @@ from pipeline.exit_codes import (  # noqa: F401 - run.EXIT_* is how callers name
     EXIT_NOTHING_READ,
     EXIT_OK,
     EXIT_RETRIES_EXHAUSTED,
+    EXIT_SOURCE_FAILED,
 )
 from pipeline.graph import RunPlan, SyncToCapi
 from pipeline.incremental import (
@@ -66,7 +67,13 @@ class RunStopped(CapiSyncError):
     (connectors.capi_client.DeliveryStopped); the message is the cause."""
 
 
+class SourceFailed(CapiSyncError):
+    """The source failed while a worker read it (connectors.sql_source.SqlReadError: a dropped
+    connection, a query the server ended); the message is the cause."""
+
+
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
+_READ_ERROR_MARKER = "SqlReadError: "    # how a worker process's traceback names it
 
 
 def refused_key_message(exc: BaseException) -> str | None:
@@ -87,6 +94,23 @@ def refused_key_message(exc: BaseException) -> str | None:
     for marker in STOP_MARKERS:
         if marker in text:
             return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
+    return None
+
+
+def source_failure_message(exc: BaseException) -> str | None:
+    """The source's read error text, when a worker failed the run with one (a worker in the
+    launcher re-raises it; one in another process sends back its traceback), else None."""
+    from connectors.sql_source import SqlReadError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SqlReadError):
+            return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if _READ_ERROR_MARKER in text:
+        line = text[text.rindex(_READ_ERROR_MARKER) + len(_READ_ERROR_MARKER):].splitlines()[0]
+        return _BEAM_STEP_SUFFIX.sub("", line)
     return None
 
 
@@ -225,9 +249,12 @@ def run(argv: list[str], local: LocalWorkers | None = None) -> RunOutcome:
             result.wait_until_finish()
     except Exception as exc:
         message = refused_key_message(exc)
-        if message is None:
-            raise
-        raise RunStopped(message) from None
+        if message is not None:
+            raise RunStopped(message) from None
+        message = source_failure_message(exc)
+        if message is not None:
+            raise SourceFailed(message) from None
+        raise
     duration = time.monotonic() - started
     counters = run_report.counters_from_result(result)
     report = run_report.build_report(

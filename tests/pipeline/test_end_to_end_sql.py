@@ -15,7 +15,7 @@ import duckdb
 import psycopg
 import pytest
 
-from pipeline.run import EXIT_CONFIG, EXIT_NOTHING_READ, EXIT_OK, run
+from pipeline.run import EXIT_CONFIG, EXIT_NOTHING_READ, EXIT_OK, EXIT_SOURCE_FAILED, run
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.connectors.postgres import DB_PASSWORD
 from tests.pipeline.builders import NOW, read_dead_letters, read_report, sha256
@@ -185,16 +185,27 @@ def test_wrong_table_is_a_configuration_error_exit_2_without_traceback(
     assert emulator.request_log == [] or all(validate for *_, validate in emulator.request_log)
 
 
-def test_postgresql_server_dropping_mid_read_fails_the_run(emulator, tmp_path, pg_orders):
-    # The server ends the connection while the COPY is streaming (after row 3000).
+@pytest.mark.parametrize("workers", ["in the launcher", "Beam's worker processes"])
+def test_postgresql_server_dropping_mid_read_fails_the_run(emulator, tmp_path, pg_orders,
+                                                           workers):
+    # The server ends the connection while the COPY is streaming (after row 3000). Read in the
+    # launcher, the error comes back as it was raised; read by a process of Beam's own
+    # DirectRunner (--no-warm-workers), as that process's traceback text.
     query = ("SELECT 'o' || g AS order_id, now() AS created_at, 1.5 AS value, 'USD' AS currency,"
              " CASE WHEN g = 3000 THEN pg_terminate_backend(pg_backend_pid())::text END AS x"
              " FROM generate_series(1, 5000) AS g")
     state = tmp_path / "state.json"
+    args = delivery_args(emulator, tmp_path)
+    if workers != "in the launcher":
+        args = [*args[:-len(IN_PROCESS)], "--no-warm-workers"]
     result = run_cli(["--sql-url", pg_orders, "--sql-query", query, "--state-file", str(state),
-                      *delivery_args(emulator, tmp_path)], tmp_path)
-    assert result.returncode != 0
-    assert "Reading sql:generate_series from postgresql://capi:***@127.0.0.1" in result.stderr
+                      *args], tmp_path)
+    assert result.returncode == EXIT_SOURCE_FAILED
+    assert ("capi-sync: source failed, nothing more was sent; run again: Reading "
+            "sql:generate_series from postgresql://capi:***@127.0.0.1") in result.stderr
     assert "terminating connection" in result.stderr
     assert DB_PASSWORD not in result.stderr + result.stdout
     assert not state.exists() and not (tmp_path / "report.json").exists()
+    assert emulator.recorded_events(EMULATOR_PIXEL_ID) == []
+    if workers == "in the launcher":
+        assert "Traceback" not in result.stderr      # the one line says it all

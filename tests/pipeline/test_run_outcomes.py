@@ -112,7 +112,8 @@ def test_the_exit_codes_are_documented_in_the_readme():
     for code in (runner.EXIT_OK, runner.EXIT_CONFIG, runner.EXIT_AUTH,
                  runner.EXIT_RETRIES_EXHAUSTED, runner.EXIT_NOTHING_READ,
                  runner.EXIT_NOTHING_DELIVERED, runner.EXIT_NOT_SAVED,
-                 runner.EXIT_DEAD_LETTER_RATE, runner.EXIT_INTERRUPTED):
+                 runner.EXIT_DEAD_LETTER_RATE, runner.EXIT_SOURCE_FAILED,
+                 runner.EXIT_INTERRUPTED):
         assert f"`{code}`" in section
 
 
