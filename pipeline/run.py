@@ -44,7 +44,7 @@ from pipeline.incremental import (
     read_watermark,
     write_watermark,
 )
-from pipeline.logs import STOP_MARKERS
+from pipeline.logs import READ_FAILED, STOP_MARKERS
 from pipeline.options import CapiSyncOptions, parse_options, validate_options
 from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
@@ -73,44 +73,38 @@ class SourceFailed(CapiSyncError):
 
 
 _BEAM_STEP_SUFFIX = re.compile(r"\s*\[while running '[^']*'\]\s*$")
-_READ_ERROR_MARKER = "SqlReadError: "    # how a worker process's traceback names it
 
 
 def refused_key_message(exc: BaseException) -> str | None:
-    """The sink's AuthenticationError text, when a worker stopped the run with one.
-
-    A worker in the launcher re-raises it with Beam's "[while running '<step>']" added; one in
-    another process comes back as Beam's RuntimeError around the worker's traceback, which
-    holds the message we wrote. Either way, the cause is our one line.
-    """
+    """The sink's AuthenticationError text, when a worker stopped the run with one."""
     from connectors.capi_client import DeliveryStopped  # a refused key, a wrong endpoint
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, DeliveryStopped):
-            return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    for marker in STOP_MARKERS:
-        if marker in text:
-            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
-    return None
+    return _worker_error_line(exc, DeliveryStopped, STOP_MARKERS)
 
 
 def source_failure_message(exc: BaseException) -> str | None:
-    """The source's read error text, when a worker failed the run with one (a worker in the
-    launcher re-raises it; one in another process sends back its traceback), else None."""
+    """The source's read error text, when a worker failed the run with one."""
     from connectors.sql_source import SqlReadError
+    return _worker_error_line(exc, SqlReadError, (READ_FAILED,))
 
+
+def _worker_error_line(exc: BaseException, error_type: type[BaseException],
+                       markers: tuple[str, ...]) -> str | None:
+    """The first line of the `error_type` a worker failed the run with, else None.
+
+    A worker in the launcher re-raises it with Beam's "[while running '<step>']" added; one in
+    another process comes back as Beam's RuntimeError around the worker's traceback, which
+    holds the message we wrote, starting with one of `markers`. Either way, the cause is our
+    one line.
+    """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, SqlReadError):
+        if isinstance(seen, error_type):
             return _BEAM_STEP_SUFFIX.sub("", str(seen).splitlines()[0])
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
-    if _READ_ERROR_MARKER in text:
-        line = text[text.rindex(_READ_ERROR_MARKER) + len(_READ_ERROR_MARKER):].splitlines()[0]
-        return _BEAM_STEP_SUFFIX.sub("", line)
+    for marker in markers:
+        if marker in text:
+            return _BEAM_STEP_SUFFIX.sub("", text[text.index(marker):].splitlines()[0])
     return None
 
 
