@@ -241,8 +241,12 @@ def postgresql_reader(url: str) -> tuple[str, str]:
         f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{urlencode(rest)}" if rest else ""))
     if chosen:
         return chosen[-1], driver_url
-    host = (parts.hostname or "").lower()
-    return (CURSOR if host.endswith(_REDSHIFT_HOSTS) else ADBC), driver_url
+    return (CURSOR if is_redshift(url) else ADBC), driver_url
+
+
+def is_redshift(url: str) -> bool:
+    """Whether the URL's host is an Amazon Redshift endpoint (cluster or serverless)."""
+    return (urlsplit(url).hostname or "").lower().endswith(_REDSHIFT_HOSTS)
 
 
 def render_literals(query: str, params: Mapping[str, Any] | None) -> str:
@@ -407,11 +411,12 @@ def projected_query(url: str, query: str, params: Mapping[str, Any] | None,
     file_source.column_selector keeps a Parquet file's), as Parquet files are read:
     `SELECT "a", "b" FROM (<query>) AS capi_sync_columns`, so the server produces, and the
     driver decodes, no column the mapping leaves unread. PostgreSQL and DuckDB keep the
-    query's ORDER BY through that projection (row numbers are unchanged); Snowflake does not
-    promise to, so its queries run as written. The query itself when every column is read,
+    query's ORDER BY through that projection (row numbers are unchanged); Snowflake and
+    Redshift do not promise to, so their queries run as written. The query itself when every
+    column is read,
     when a name repeats (case-blind: DuckDB's names are), or when the projected query does not
     plan to exactly the kept columns (a statement that cannot be a subquery)."""
-    if not columns or dialect_of(url) == SNOWFLAKE:
+    if not columns or dialect_of(url) == SNOWFLAKE or is_redshift(url):
         return query
     keep = column_selector(columns)
     kept = [name for name in names if keep(name)]

@@ -126,7 +126,7 @@ def _run(argv: list[str], local) -> int:
         _error(f"run stopped: {exc}")
         return runner.EXIT_AUTH
     except runner.SourceFailed as exc:
-        _error(f"source failed, nothing more was sent; run again: {exc}")
+        _error(f"source failed while being read, nothing more was sent: {exc}")
         return runner.EXIT_SOURCE_FAILED
     except AuthenticationError as exc:   # the preflight's refused key, before any read
         _error(str(exc))

@@ -201,7 +201,7 @@ def test_postgresql_server_dropping_mid_read_fails_the_run(emulator, tmp_path, p
     result = run_cli(["--sql-url", pg_orders, "--sql-query", query, "--state-file", str(state),
                       *args], tmp_path)
     assert result.returncode == EXIT_SOURCE_FAILED
-    assert ("capi-sync: source failed, nothing more was sent; run again: Reading "
+    assert ("capi-sync: source failed while being read, nothing more was sent: Reading "
             "sql:generate_series from postgresql://capi:***@127.0.0.1") in result.stderr
     assert "terminating connection" in result.stderr
     assert DB_PASSWORD not in result.stderr + result.stdout
