@@ -369,6 +369,12 @@ class ColumnarMapper:
             self._tuple_items = _PositionalPlan(plan, item_tuples=True)
             self._by_item_tuples = self._mapper(self._tuple_items, clock_ms)
             self._tuple_users = _column_users(self._by_item_tuples)
+        # Lists of item dicts (JSON documents, row dicts) are read as tuples only when that
+        # pays: when the item fields read their tuple positions directly. A field with
+        # placeholders (the GA4 preset's "(not set)") checks each value again either way
+        # (mapping.ItemValueSource), and the tuples would only add their own cost.
+        self._dict_items_as_tuples = self._tuple_items is not None and not any(
+            source.placeholders for _, source in plan.contents.fields if not source.has_constant)
         self._layouts: dict[pa.Schema, _Layout | None] = {}
 
     def _mapper(self, positional: _PositionalPlan, clock_ms: Callable[[], int] | None
@@ -410,7 +416,8 @@ class ColumnarMapper:
             yield from self._map_dicts(rows, sources)
             return
         cache: dict = {}   # per chunk: values of the paths' heads, and their key indexes
-        columns = self._row_columns(rows, self._tuple_items, cache)
+        columns = (self._row_columns(rows, self._tuple_items, cache)
+                   if self._dict_items_as_tuples else None)
         if columns is not None:
             at = self._tuple_items.items_index
             columns[at] = dict_item_tuples(columns[at], self._tuple_items.item_paths)
@@ -544,6 +551,8 @@ class ColumnarMapper:
             chains = [[] if index == positional.items_index else _path_chains(fields, path)
                       for index, path in enumerate(positional.paths)]
             if is_json_type(list_type):
+                if not self._dict_items_as_tuples:
+                    return None
                 fallback = self._dict_item_layout(schema)
                 return None if fallback is None else _Layout(
                     self._by_item_tuples, chains,

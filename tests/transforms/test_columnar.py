@@ -423,6 +423,17 @@ def test_json_items_are_read_as_tuples_exactly_as_dicts():
         "invalid_currency", "invalid_contents"]
 
 
+def test_json_items_with_placeholders_are_read_as_dicts():
+    # a "(not set)" placeholder is checked per item value either way: tuples would not pay
+    plan = parse_mapping(ITEMS_MAPPING.replace("extends: default\n",
+                                               "extends: default\nplaceholders: [n/a]\n"))
+    table = _json_items_table([[JSON_ITEM, {**JSON_ITEM, "sku": "n/a"}], [JSON_ITEM]])
+    assert not ColumnarMapper(plan).item_tuples(table.to_batches()[0])
+    results = map_both_ways(plan, table, columnar=True)
+    assert [item.get("id") for item in results[0].event.event["data"]["contents"]] == [
+        "A1", None]
+
+
 @pytest.mark.parametrize("odd", [
     '[{"sku": "A1"}]',                # a JSON string holding a list: parsed by the row path
     {"sku": "A1"},                    # an object, not a list: a dead letter
