@@ -283,10 +283,21 @@ def dict_item_tuples(lists: Sequence[Any], item_paths: Sequence[Path]
     flat = list(itertools.chain.from_iterable(filter(None, lists)))
     if not set(map(type, flat)) <= _ITEM_OR_NONE:
         return None
-    cache: dict = {}   # the item paths' heads, shared by the paths reading them
-    columns = [present_column(_dict_path_values(path, flat, cache)) for path in item_paths]
+    columns = _dict_columns(item_paths, flat, {})   # a fresh cache: these are items, not rows
+    if columns is None:
+        return None
     return _regroup(_rows_of(columns, len(flat)),
                     [0 if items is None else len(items) for items in lists])
+
+
+def _dict_columns(paths: Sequence[Path], rows: Sequence[dict], cache: dict
+                  ) -> list[list[Any]] | None:
+    """Per path, the `present` value of every row dict (or item dict); None when a path cannot
+    be read: mapped one by one, the same failure becomes that row's dead letter."""
+    try:
+        return [present_column(_dict_path_values(path, rows, cache)) for path in paths]
+    except Exception:  # noqa: BLE001 - map_row turns the same failure into a dead letter
+        return None
 
 
 def _regroup(items: list[tuple[Any, ...]], lengths: Sequence[int]
@@ -416,7 +427,7 @@ class ColumnarMapper:
             yield from self._map_dicts(rows, sources)
             return
         cache: dict = {}   # per chunk: values of the paths' heads, and their key indexes
-        columns = (self._row_columns(rows, self._tuple_items, cache)
+        columns = (_dict_columns(self._tuple_items.paths, rows, cache)
                    if self._dict_items_as_tuples else None)
         if columns is not None:
             at = self._tuple_items.items_index
@@ -425,7 +436,7 @@ class ColumnarMapper:
                 yield from self._map_columns(self._by_item_tuples, self._tuple_users, columns,
                                              sources)
                 return
-        columns = self._row_columns(rows, self._positional, cache)
+        columns = _dict_columns(self._positional.paths, rows, cache)
         if columns is None:
             yield from self._map_dicts(rows, sources)
             return
@@ -450,19 +461,6 @@ class ColumnarMapper:
         else:
             for row, source, user in zip(rows, sources, built, strict=True):
                 yield map_row(row, source, built_user=user)
-
-    @staticmethod
-    def _row_columns(rows: Sequence[dict], positional: _PositionalPlan | None, cache: dict
-                     ) -> list[list[Any]] | None:
-        """Per path of the positional plan, every row dict's `present` value; None when a
-        path cannot be read (map_row says why, row by row) or there is no such plan."""
-        if positional is None:
-            return None
-        try:
-            return [present_column(_dict_path_values(path, rows, cache))
-                    for path in positional.paths]
-        except Exception:  # noqa: BLE001 - map_row turns the same failure into a dead letter
-            return None
 
     def _unreadable(self, batch: pa.RecordBatch, sources: Sequence[str], exc: Exception
                     ) -> Iterator[MapResult]:

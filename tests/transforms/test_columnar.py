@@ -7,6 +7,7 @@ silently taking the row path.
 """
 from __future__ import annotations
 
+import collections.abc
 import datetime as dt
 import hashlib
 import json
@@ -464,6 +465,35 @@ def map_dicts_both_ways(plan, rows: list, chunk: int = 50, now_ms: int = NOW_MS)
         assert one == other, f"row {index + 1}"
     assert by_columns.counters == by_rows.counters
     return got
+
+
+class _UnreadableMapping(collections.abc.Mapping):
+    """A record whose fields cannot be read (a driver's own record type failing)."""
+
+    def __getitem__(self, key):
+        raise RuntimeError("unreadable")
+
+    def get(self, key, default=None):
+        raise RuntimeError("unreadable")
+
+    def __iter__(self):
+        return iter(["name"])
+
+    def __len__(self):
+        return 1
+
+
+def test_an_item_that_cannot_be_read_is_a_dead_letter_not_a_crash():
+    # The row path makes it a mapping_error dead letter; read as item tuples, the same failure
+    # must send the chunk the row way rather than fail the whole chunk.
+    rows = [{"event_name": "purchase", "type": "offline", "currency": "EUR",
+             "context": {"event_id": f"e{i}"},
+             "order": {"items": [{"sku": "A1", "qty": 1,
+                                  "product": _UnreadableMapping() if i == 1 else None}]}}
+            for i in range(3)]
+    results = map_dicts_both_ways(parse_mapping(ITEMS_MAPPING), rows, chunk=3)
+    assert [r.dead_letter.reason if r.dead_letter else None for r in results] == [
+        None, "mapping_error", None]
 
 
 def test_row_dicts_read_into_columns_map_exactly_as_row_by_row():
