@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import operator
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from typing import Any
@@ -38,7 +37,7 @@ from transforms import metrics
 from transforms.coverage import count_sent
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
 from transforms.errors import ConfigError
-from transforms.events import DEFAULT_ENDPOINT, MappedEvent
+from transforms.events import DEFAULT_ENDPOINT, MappedEvent, event_of, pixel_id_of
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class DeliverBatches(beam.DoFn):
         for pixel_id, events in self._by_pixel(batch):
             client = self._client(pixel_id)
             future = self._executor.submit(client.deliver_batch,
-                                           list(map(_EVENT_OF, events)), pixel_id)
+                                           list(map(event_of, events)), pixel_id)
             self._pending.append(_InFlight(future, events, window, timestamp))
         yield from self._emit_finished(keep_at_most=self._max_in_flight - 1)
 
@@ -114,7 +113,7 @@ class DeliverBatches(beam.DoFn):
     # -- helpers ------------------------------------------------------------------------------
 
     def _by_pixel(self, batch: Sequence[MappedEvent]) -> list[tuple[str, list[MappedEvent]]]:
-        pixel_ids = set(map(_PIXEL_ID_OF, batch))
+        pixel_ids = set(map(pixel_id_of, batch))
         if len(pixel_ids) == 1:     # the common case: one pixel (or --pixel-id for all)
             pixel_id = next(iter(pixel_ids)) or self._default_pixel_id
             if pixel_id:
@@ -159,7 +158,7 @@ class DeliverBatches(beam.DoFn):
             return WindowedValue(value, in_flight.timestamp, (in_flight.window,))
 
         if result.all_accepted:     # the common case: no look at each outcome
-            sent_events = list(map(_EVENT_OF, in_flight.events))
+            sent_events = list(map(event_of, in_flight.events))
         else:
             sent_events = []        # what OpenAI can match on: counted per delivered event
             for mapped, outcome in zip(in_flight.events, result.outcomes, strict=True):
@@ -183,10 +182,6 @@ class DeliverBatches(beam.DoFn):
         for name, count in sent.items():
             _counter(name).inc(count)
         yield windowed(accepted)
-
-
-_EVENT_OF = operator.attrgetter("event")
-_PIXEL_ID_OF = operator.attrgetter("pixel_id")
 
 
 def _counter(name: str):

@@ -8,13 +8,15 @@ dropped and counted (reason `duplicate`). Pure Python: the Beam wrapper lives in
 from __future__ import annotations
 
 import itertools
-import operator
 from collections.abc import Iterable
 
-from transforms.events import MAX_EVENTS_PER_REQUEST, MappedEvent, dedup_key
-
-_PIXEL_ID_OF = operator.attrgetter("pixel_id")
-_EVENT_OF = operator.attrgetter("event")
+from transforms.events import (
+    MAX_EVENTS_PER_REQUEST,
+    MappedEvent,
+    dedup_key,
+    event_of,
+    pixel_id_of,
+)
 
 
 class RequestBatcher:
@@ -51,7 +53,7 @@ class RequestBatcher:
     def add_all(self, events: Iterable[MappedEvent]) -> list[list[MappedEvent]]:
         """`add` for each event, in order; the full requests they completed."""
         events = list(events)
-        pixel_ids = set(map(_PIXEL_ID_OF, events))
+        pixel_ids = set(map(pixel_id_of, events))
         if len(pixel_ids) != 1:
             return [batch for batch in map(self.add, events) if batch is not None]
         # One pixel (the common case): the same steps as add, without a call per event.
@@ -60,7 +62,7 @@ class RequestBatcher:
         full = []
         size, duplicates = self.batch_size, 0
         for mapped, key in zip(events, map(dedup_key, itertools.repeat(pixel_id),
-                                           map(_EVENT_OF, events)), strict=True):
+                                           map(event_of, events)), strict=True):
             if key in seen:
                 duplicates += 1
                 continue
