@@ -493,12 +493,13 @@ class ColumnarMapper:
         """The layout the batch is mapped with, and per path of its positional plan every
         row's value, `present` (blank text and empty lists are None, as ValueSource reads
         them). JSON items that are not all lists of objects: the fallback dict-item layout."""
+        if layout.items is None:
+            return layout, _present_values(batch, layout.chains, batch.num_rows)
+        items = layout.items.item_tuples(batch)   # first: a fallback converts its own columns
+        if items is None:
+            return self._laid_out(batch, layout.fallback)
         columns = _present_values(batch, layout.chains, batch.num_rows)
-        if layout.items is not None:
-            items = layout.items.item_tuples(batch)
-            if items is None:
-                return self._laid_out(batch, layout.fallback)
-            columns[layout.items_index] = items
+        columns[layout.items_index] = items
         return layout, columns
 
     def built_users(self, batch: pa.RecordBatch, columns: list[list[Any]]) -> list[Any] | None:
