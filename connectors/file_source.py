@@ -83,6 +83,32 @@ def detect_format(path: str) -> str:
     return file_format
 
 
+WILDCARDS = "*?["
+
+
+def has_wildcard(pattern: str) -> bool:
+    """Whether FileSystems.match reads `pattern` as a glob (`*`, `?` or `[...]`)."""
+    return any(char in pattern for char in WILDCARDS)
+
+
+def match_paths(pattern: str) -> list[str]:
+    """The paths `pattern` matches (local or gs://), in FileSystems.match's order.
+
+    A glob may match none. A path without a wildcard must name a file: FileNotFoundError
+    otherwise. (Beam's `EmptyMatchTreatment.ALLOW_IF_WILDCARD` counts only `*` as a wildcard
+    and raises a bare `ValueError: ALLOW_IF_WILDCARD` for any other pattern that matches
+    nothing, so the readers match with this instead of `fileio.MatchAll`.)
+    """
+    paths = [metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list]
+    if not paths and not has_wildcard(pattern):
+        name = posixpath.basename(pattern.rstrip("/"))
+        folder = "" if "." in name else \
+            f" (a folder? name its files: {pattern.rstrip('/')}/*.parquet)"
+        raise FileNotFoundError(f"{pattern}: no such file{folder}. A path without a wildcard "
+                                f"must name an existing file; a glob may match none.")
+    return paths
+
+
 def column_selector(columns: Sequence[str] | None) -> Callable[[str], bool] | None:
     """Which columns to keep: None keeps all.
 
@@ -437,8 +463,7 @@ class ReadFiles(beam.PTransform):
         paths = (
             pbegin
             | "FilePatterns" >> beam.Create(self._patterns)
-            | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW_IF_WILDCARD)
-            | "FilePaths" >> beam.Map(lambda metadata: metadata.path))
+            | "MatchFiles" >> beam.FlatMap(match_paths))
         if len(self._patterns) > 1:    # one pattern matches each file once: no shuffle needed
             paths = paths | "ReadEachFileOnce" >> beam.Distinct()
         return (
@@ -501,8 +526,7 @@ class ReadDeadLetters(beam.PTransform):
         return (
             pbegin
             | "DeadLetterPatterns" >> beam.Create(self._patterns)
-            | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW_IF_WILDCARD)
-            | "FilePaths" >> beam.Map(lambda metadata: metadata.path)
+            | "MatchFiles" >> beam.FlatMap(match_paths)
             | "ReadEachFileOnce" >> beam.Distinct()
             | "OpenFiles" >> fileio.ReadMatches()
             | "ReadDeadLetterLines" >> beam.ParDo(_ReadDeadLettersFn())

@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -65,11 +66,18 @@ class SourceColumns:
 
 
 def matched_files(patterns: Sequence[str]) -> list[str]:
-    """The files the patterns match, each once, in order (no file read)."""
+    """The files the patterns match, each once, in order (no file read). Raises
+    FileNotFoundError for a path without a wildcard that names no file, IsADirectoryError for
+    one that names a local folder (the readers would fail on either once the run started)."""
     paths: dict[str, None] = {}
-    for result in FileSystems.match(list(patterns)):
-        for metadata in result.metadata_list:
-            paths.setdefault(metadata.path)
+    for pattern in patterns:
+        for path in files.match_paths(pattern):
+            if not files.has_wildcard(pattern) and FileSystems.get_scheme(path) is None \
+                    and os.path.isdir(path):
+                raise IsADirectoryError(
+                    f"{pattern} is a folder: name its files, e.g. {pattern}/*.parquet "
+                    f"(or {pattern}/ for every file in it)")
+            paths.setdefault(path)
     return list(paths)
 
 

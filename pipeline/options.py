@@ -71,7 +71,8 @@ class CapiSyncOptions(PipelineOptions):
             "--sql_url",
             dest="sql_url",
             default=None,
-            help="duckdb:///path.db or postgresql://user@host/db (Redshift too)",
+            help="duckdb:///path.db, postgresql://user@host/db (Redshift too) or "
+                 "snowflake://user@account/database/schema?warehouse=WH",
         )
         source.add_argument(
             "--sql-query",

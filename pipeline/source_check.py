@@ -30,10 +30,13 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
     from connectors import source_peek
 
     if opts.input:
-        if opts.input_format == "dead-letter":
-            return None
         try:
+            if opts.input_format == "dead-letter":
+                source_peek.matched_files(opts.input)     # each path names a file
+                return None
             return source_peek.columns_of_files(opts.input, opts.input_format)
+        except (FileNotFoundError, IsADirectoryError) as error:   # --input names nothing
+            raise ConfigError(f"--input {error}") from None
         except ValueError as error:     # a name whose extension says nothing: --input-format
             raise ConfigError(str(error)) from None
         except Exception as error:      # noqa: BLE001 - an unreadable file: the read decides

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import itertools
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from connectors.file_source import column_selector, read_csv, read_jsonl
+from connectors.file_source import column_selector, match_paths, read_csv, read_jsonl
 from connectors.rows import ChunkBuilder, arrow_batch_to_rows
 from connectors.sources import ReadDeadLetters, ReadFiles, RowChunk, detect_format
 from transforms.deadletter import DeadLetter
@@ -100,6 +101,27 @@ def test_parquet_nested_columns_row_groups_globs_and_repeated_patterns(tmp_path:
             chunk(second, [(1, expected[5]), (2, expected[6])]),
         ],
     )
+
+
+def test_a_glob_of_any_wildcard_may_match_nothing_a_plain_path_must_name_a_file(
+        tmp_path: Path) -> None:
+    # Beam's ALLOW_IF_WILDCARD counts only `*`: `part-?.parquet` matching nothing failed the
+    # run with a bare `ValueError: ALLOW_IF_WILDCARD`, and so did a missing plain path.
+    first = write_parquet(tmp_path / "part-0.parquet", [order_row(1)], ORDER_SCHEMA)
+    run_read(ReadFiles([first, str(tmp_path / "part-?.pq"), str(tmp_path / "[xy]*.parquet")]),
+             [chunk(first, [(1, as_read(order_row(1)))])])
+    assert match_paths(str(tmp_path / "part-?.parquet")) == [first]
+    assert match_paths(str(tmp_path / "nothing-*")) == []
+    missing = str(tmp_path / "part-9.parquet")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"{missing}: no such file. A path without a wildcard must name an existing file; "
+            f"a glob may match none.")):
+        match_paths(missing)
+    with pytest.raises(Exception, match=re.escape(f"{missing}: no such file.")):
+        run_read(ReadFiles([first, missing]), [])
+    with pytest.raises(Exception, match=re.escape(f"{missing}: no such file.")):
+        with BeamTestPipeline() as pipeline:
+            _ = pipeline | ReadDeadLetters([missing])
 
 
 def test_parquet_column_projection_keeps_existing_columns_only(tmp_path: Path) -> None:

@@ -124,6 +124,50 @@ def test_an_option_that_does_not_exist_exits_2_with_the_key_masked(capsys, tmp_p
     assert "Traceback" not in captured.err
 
 
+@pytest.mark.parametrize("extra, name, message", [
+    ([], "missing.parquet",
+     "--input {path}: no such file. A path without a wildcard must name an existing file; a "
+     "glob may match none."),
+    ([], "exports",
+     "--input {path}: no such file (a folder? name its files: {path}/*.parquet). A path "
+     "without a wildcard must name an existing file; a glob may match none."),
+    (["--input-format", "dead-letter"], "dead-00000.jsonl",
+     "--input {path}: no such file. A path without a wildcard must name an existing file; a "
+     "glob may match none."),
+])
+def test_an_input_path_that_names_no_file_exits_2_before_anything_is_sent(
+        emulator, tmp_path, monkeypatch, capsys, extra, name, message):
+    # Before, the run started and Beam's matcher failed in the worker: a traceback ending in
+    # `ValueError: ALLOW_IF_WILDCARD`, exit 1, after the preflight request.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    path = str(tmp_path / name)
+    argv = ["--input", str(export), path, *extra, "--pixel-id", EMULATOR_PIXEL_ID,
+            "--endpoint", emulator.url, "--dead-letter", str(tmp_path / "dead" / "dead"),
+            *IN_PROCESS]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"capi-sync: configuration error: {message.format(path=path)}\n" in err
+    assert "Traceback" not in err
+    assert emulator.request_log == []
+
+
+def test_an_input_that_is_a_local_folder_exits_2_naming_its_files(emulator, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    write_parquet(folder / "part-0.parquet", [ca_row("order_1")])
+    argv = ["--input", str(folder), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+            "--dead-letter", str(tmp_path / "dead" / "dead"), *IN_PROCESS]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (f"capi-sync: configuration error: --input {folder} is a folder: name its files, "
+            f"e.g. {folder}/*.parquet (or {folder}/ for every file in it)\n") in err
+    assert "Traceback" not in err
+    assert emulator.request_log == []
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder no file can be created in, even by root (who ignores permission bits): sysfs."""
