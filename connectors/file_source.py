@@ -193,20 +193,41 @@ def _unreadable(detail: str, source: str) -> DeadLetter:
 
 def _json_lines(handle: IO[bytes], path: str) -> Iterator[tuple[str, str, Any]]:
     """(source, "line N of path", parsed value) per non-blank line; a line that is not UTF-8 or
-    not JSON comes with its `mapping_error` DeadLetter as the value (never its content)."""
+    not JSON comes with its `mapping_error` DeadLetter as the value (never its content).
+
+    A file that is one JSON document spread over lines (its first line `[`, `{`, or the
+    unfinished start of an array) is one DeadLetter for the whole file instead of one per line.
+    """
+    first = True
     for line_number, line in enumerate(_lines(handle), start=1):
-        if not line.strip():
+        text = line.strip()
+        if not text:
             continue
         source = source_ref(path, line_number)
         where = f"line {line_number} of {path}"
         try:
-            yield source, where, json_text.loads(line.decode("utf-8"))
+            value = json_text.loads(line.decode("utf-8"))
         except UnicodeDecodeError as error:
-            yield source, where, _unreadable(
+            value = _unreadable(
                 f"{where} is not valid UTF-8 (byte {error.start + 1} of the line)", source)
         except json.JSONDecodeError as error:
-            yield source, where, _unreadable(
+            if first and (text in (b"[", b"{") or text.startswith(b"[")):
+                yield path, path, _json_document(path, text[:1].decode())
+                return
+            value = _unreadable(
                 f"{where} is not valid JSON: {error.msg} (column {error.colno})", source)
+        first = False
+        yield source, where, value
+
+
+def _json_document(path: str, opener: str) -> DeadLetter:
+    name = posixpath.basename(path)
+    stem = name.split(".", 1)[0]
+    what, jq = ("an array", "'.[]'") if opener == "[" else ("an object", ".")
+    return _unreadable(
+        f"{path} is one JSON document ({what} over several lines), not JSON Lines (one object "
+        f"per line); none of its rows were read. Convert it first, e.g. "
+        f"jq -c {jq} {name} > {stem}.jsonl", path)
 
 
 def read_jsonl(handle: IO[bytes], path: str,

@@ -131,6 +131,9 @@ def run_verdict(report: dict[str, Any], max_dead_letter_rate: float | None
                                         "their dead letters")
     if accepted == 0 and dead:
         top, count = max(report["dead_letter_reasons"].items(), key=lambda item: item[1])
+        if dead == 1:
+            return EXIT_NOTHING_DELIVERED, (f"the one event that could be sent was "
+                                            f"dead-lettered ({top}); nothing was sent")
         return EXIT_NOTHING_DELIVERED, (f"all {dead:,} events that could be sent were "
                                         f"dead-lettered (most: {top} {count:,}); nothing was sent")
     if accepted == 0:

@@ -199,6 +199,40 @@ CSV_LINES = [
 ]
 
 
+@pytest.mark.parametrize("document, what, jq", [
+    (b'[\n  {"id": "o-1", "email": "leaky@example.com"},\n  {"id": "o-2"}\n]\n',
+     "an array", "'.[]'"),
+    (b'\xef\xbb\xbf  \n[{"id": "o-1", "email": "leaky@example.com"},\n {"id": "o-2"}]\n',
+     "an array", "'.[]'"),
+    (b'{\n  "rows_read": 200,\n  "email": "leaky@example.com"\n}\n', "an object", "."),
+])
+def test_a_json_document_over_several_lines_is_one_dead_letter_not_one_per_line(
+        tmp_path: Path, document: bytes, what: str, jq: str) -> None:
+    # Before, a pretty-printed export.json became a `not valid JSON` dead letter per line.
+    path = tmp_path / "export.json"
+    path.write_bytes(document)
+    name = str(path)
+    run_read(ReadFiles([name]), [], [unreadable(
+        f"{name} is one JSON document ({what} over several lines), not JSON Lines (one object "
+        f"per line); none of its rows were read. Convert it first, e.g. jq -c {jq} export.json "
+        f"> export.jsonl", name)])
+
+
+def test_only_the_first_line_can_make_a_file_one_json_document(tmp_path: Path) -> None:
+    # A one-line array stays a line that is not an object; `[` or `{` later is a bad line; a
+    # broken first object is a bad first line, and the rows after it are read.
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"id": "o-1", "v": \n[1, 2]\n{\n{"id": "o-4"}\n')
+    name = str(path)
+    run_read(ReadFiles([name]), [chunk(name, [(4, {"id": "o-4"})])], [
+        unreadable(f"line 1 of {name} is not valid JSON: Expecting value (column 1)",
+                   f"{name}#row=1"),
+        unreadable(f"line 2 of {name} is a JSON array, not an object", f"{name}#row=2"),
+        unreadable(f"line 3 of {name} is not valid JSON: Expecting property name enclosed in "
+                   f"double quotes (column 1)", f"{name}#row=3"),
+    ])
+
+
 def test_csv_values_as_strings_and_broken_records_as_dead_letters(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_bytes(b"\n".join(CSV_LINES) + b"\n")

@@ -72,6 +72,24 @@ def test_every_row_dead_lettered_exits_6_and_keeps_the_watermark(emulator, tmp_p
     assert emulator.recorded_events() == []
 
 
+def test_a_json_array_export_is_one_dead_letter_and_exits_6_in_the_singular(
+        emulator, tmp_path, capsys):
+    export = tmp_path / "orders.json"
+    export.write_text(json.dumps([ca_row("order_1"), ca_row("order_2")], indent=2, default=str))
+    assert cli(emulator, tmp_path, "--input", str(export)) == runner.EXIT_NOTHING_DELIVERED
+    assert failure_line(capsys) == (
+        "capi-sync: run failed (exit 6): the one event that could be sent was dead-lettered "
+        "(mapping_error); nothing was sent")
+    report = read_report(tmp_path / "report.json")
+    assert (report["rows_read"], report["events_dead_lettered"]) == (1, 1)
+    letters = [json.loads(line) for path in (tmp_path / "dead").glob("dead-*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert [(letter["source"], letter["detail"].split(";")[0]) for letter in letters] == [
+        (str(export), f"{export} is one JSON document (an array over several lines), not JSON "
+                      f"Lines (one object per line)")]
+    assert emulator.recorded_events() == []
+
+
 def test_max_dead_letter_rate_fails_a_run_above_it(emulator, tmp_path, capsys):
     """Below the rate, and without the option, the same run exits 0 (test_run_verdict)."""
     rows = [ca_row("order_1"), ca_row("order_2"), ca_row(None)]     # 1 of 3: missing_id
