@@ -177,8 +177,10 @@ def read_parquet_row_group(handle: IO[bytes], split: FileSplit,
 RowOrDeadLetter = tuple[dict[str, Any], str] | DeadLetter
 
 
-def _lines(handle: IO[bytes]) -> Iterator[bytes]:
-    """Lines one at a time (memory stays flat); Beam's CompressedFile has readline, not iter."""
+def text_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """Lines one at a time, a UTF-8 BOM before the first removed (memory stays flat; Beam's
+    CompressedFile has readline, not iter). Every text reader, and the launcher's peeks at CSV
+    headers and JSONL records, read lines through this."""
     first = True
     for line in iter(handle.readline, b""):
         if first and line.startswith(codecs.BOM_UTF8):
@@ -199,7 +201,7 @@ def _json_lines(handle: IO[bytes], path: str) -> Iterator[tuple[str, str, Any]]:
     unfinished start of an array) is one DeadLetter for the whole file instead of one per line.
     """
     first = True
-    for line_number, line in enumerate(_lines(handle), start=1):
+    for line_number, line in enumerate(text_lines(handle), start=1):
         text = line.strip()
         if not text:
             continue
@@ -292,7 +294,7 @@ def read_csv(handle: IO[bytes], path: str,
     naming the span: nothing hides inside one record, and the report's row count matches the
     lines a user counts (`wc -l` minus the header, blank lines aside).
     """
-    lines = _Utf8Lines(_lines(handle))
+    lines = _Utf8Lines(text_lines(handle))
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ from connectors.sql_source import (
     result_columns,
     to_duckdb_query,
 )
+from transforms.deadletter import DeadLetter
 from transforms.schema_check import (
     ANY,
     LIST,
@@ -87,8 +89,29 @@ def _format(path: str, file_format: str) -> str:
 
 def _csv_header(path: str) -> list[str]:
     with files.open_file(path, files.CSV) as handle:
-        first = next(files._lines(handle), b"")   # noqa: SLF001 - one BOM rule for CSV
+        first = next(files.text_lines(handle), b"")
     return next(csv.reader(io.StringIO(first.decode("utf-8", "replace"))), [])
+
+
+_DEAD_LETTER_KEYS = frozenset(field.name for field in dataclasses.fields(DeadLetter))
+
+
+def _refuse_dead_letters(path: str) -> None:
+    """ValueError when the JSONL file's first record is a capi-sync dead letter: read as export
+    rows, every one of them would be dead-lettered again (no event type)."""
+    with files.open_file(path, files.JSONL) as handle:
+        for line in files.text_lines(handle):
+            if line.strip():
+                break
+        else:
+            return
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(record, dict) and record.keys() == _DEAD_LETTER_KEYS:
+        raise ValueError(f"{path} holds capi-sync dead letters, not export rows: to send their "
+                         f"events again, add --input-format dead-letter")
 
 
 def _merge(columns: dict[str, Column], more: Sequence[Column]) -> None:
@@ -118,6 +141,7 @@ def columns_of_files(patterns: Sequence[str], file_format: str = files.AUTO) -> 
         elif kind == files.CSV:
             _merge(merged, columns_from_names(_csv_header(path)))
         else:           # JSONL: every line may have other keys; checked after the run instead
+            _refuse_dead_letters(path)
             return SourceColumns(label, None)
     what = "the file schema" if len(paths) == 1 else \
         f"the schemas of {min(len(paths), MAX_SCHEMA_FILES)} of {len(paths)} matched files"

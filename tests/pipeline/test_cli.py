@@ -168,6 +168,30 @@ def test_an_input_that_is_a_local_folder_exits_2_naming_its_files(emulator, tmp_
     assert emulator.request_log == []
 
 
+def test_dead_letter_files_given_as_rows_exit_2_asking_for_the_dead_letter_format(
+        emulator, tmp_path, monkeypatch, capsys):
+    # Before, each dead letter was mapped as an export row and dead-lettered again
+    # (invalid_type: no event name), exit 6.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    letters = tmp_path / "dead-delivery-00000.jsonl"
+    letters.write_bytes(b"\xef\xbb\xbf\n" + json.dumps(
+        {"reason": "retries_exhausted", "detail": "gave up", "event_id": "order_1",
+         "source": "x.parquet#row=1", "event": {"id": "order_1"}, "pixel_id": None}).encode()
+        + b"\n")
+    rows = tmp_path / "rows.jsonl"     # export rows that merely carry a reason
+    rows.write_text(json.dumps({"reason": "promo", "detail": "x", "source": "web"}) + "\n")
+    base = ["--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+            "--dead-letter", str(tmp_path / "dead" / "dead"), *IN_PROCESS]
+    assert main(["--input", str(tmp_path / "dead-*.jsonl"), *base]) == 2
+    err = capsys.readouterr().err
+    assert (f"capi-sync: configuration error: {letters} holds capi-sync dead letters, not export "
+            f"rows: to send their events again, add --input-format dead-letter\n") in err
+    assert "Traceback" not in err
+    assert emulator.request_log == []
+    assert main(["--input", str(rows), "--report", str(tmp_path / "report.json"), *base]) == 6
+    assert read_report(tmp_path / "report.json")["rows_read"] == 1
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder no file can be created in, even by root (who ignores permission bits): sysfs."""
