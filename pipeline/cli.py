@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_console_logging()
 
+    if argv[:1] == ["preview"]:
+        return _preview(argv[1:])
     if "-h" in argv or "--help" in argv:
         print(_help_text())
         return 0
-    if argv[:1] == ["preview"]:
-        return _preview(argv[1:])
     if argv[:1] == ["demo"]:
         from pipeline.demo import run_demo
         try:
@@ -149,7 +149,10 @@ def _error(message: str) -> None:
 
 def _preview(argv: list[str]) -> int:
     from pipeline import run as runner
-    from pipeline.preview import format_preview, preview
+    from pipeline.preview import PREVIEW_HELP, format_preview, preview
+    if "-h" in argv or "--help" in argv:
+        print(PREVIEW_HELP)
+        return 0
     try:
         result = preview(argv)
     except CapiSyncError as exc:

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import pathlib
-import tempfile
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,9 +45,8 @@ def run_demo(extra_args: list[str], output_dir: str = "capi-sync-demo") -> int:
 
     out = pathlib.Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="capi-sync-demo-") as workdir, \
-            Emulator(api_key=DEMO_KEY, pixel_id=DEMO_PIXEL) as emulator:
-        export = pathlib.Path(workdir) / "commanders_act_export.parquet"
+    with Emulator(api_key=DEMO_KEY, pixel_id=DEMO_PIXEL) as emulator:
+        export = out / "commanders_act_export.parquet"   # kept: the dead letters' sources
         rebase_example(export, dt.datetime.now(dt.timezone.utc))
         emulator.reject_event_ids([REJECTED_BY_DEMO_API])
         os.environ[DEFAULT_API_KEY_ENV] = DEMO_KEY

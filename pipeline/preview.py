@@ -24,6 +24,21 @@ from typing import Any
 from transforms.errors import ConfigError
 
 DEFAULT_ROWS = 5
+PREVIEW_HELP = f"""\
+usage: capi-sync preview <source options> [--mapping FILE|PRESET] [--rows N]
+                         [--since SINCE] [--state-file STATE_FILE]
+
+Maps the first rows of the source (--rows, default {DEFAULT_ROWS}) exactly as a run would and
+prints, per row, the source's field names (never their values) and the event as it would be
+sent (user fields normalized and hashed), or its dead-letter reason; then the fill rate of
+every CAPI field. The mapping is checked against the source's columns first. Nothing is sent
+and no API key is needed.
+
+  capi-sync preview --input 'exports/*.parquet' --mapping mapping.yaml
+  capi-sync preview --sql-url duckdb:///w.db --sql-file query.sql --rows 20
+
+The source options (--input, --input-format, --sql-url, --sql-query, --sql-file,
+--bigquery-table, --bigquery-query) and --mapping are the run's: see `capi-sync --help`."""
 
 
 @dataclasses.dataclass(frozen=True)

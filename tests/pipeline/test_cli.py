@@ -100,6 +100,13 @@ def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys, tmp_path, mo
     assert "emulator recorded 192 events for pixel px_demo" in out
     assert "dead letter: {" in out
     assert "reconciled: rows read = accepted + dead-lettered + skipped" in out
+    # Every dead letter's source names a row of the export kept beside it.
+    export = tmp_path / "capi-sync-demo" / "commanders_act_export.parquet"
+    letters = [json.loads(line) for path in (tmp_path / "capi-sync-demo" / "dead").glob("*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert len(letters) == 8
+    assert {letter["source"].split("#row=")[0] for letter in letters} == {str(export)}
+    assert export.is_file()
 
 
 def test_a_shell_expanded_glob_reads_every_path(emulator, tmp_path, monkeypatch):
@@ -323,3 +330,13 @@ def test_preview_refuses_unknown_options_and_reads_the_state_file_like_a_run(cap
     state.write_text(json.dumps({"watermark": "2999-01-01T00:00:00+00:00"}))
     assert main(["preview", "--input", str(export), "--state-file", str(state)]) == 2
     assert f"State file {state} holds watermark 2999-01-01T00:00:00+00:00" in capsys.readouterr().err
+
+
+def test_preview_help_is_the_preview_usage_not_the_run_help(capsys):
+    # Before, `capi-sync preview --help` printed the run's help, which has no --rows.
+    assert main(["preview", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: capi-sync preview <source options> [--mapping FILE|PRESET] "
+                          "[--rows N]")
+    assert "--rows, default 5" in out and "Nothing is sent" in out
+    assert "--pixel-id" not in out
