@@ -114,6 +114,19 @@ def _refuse_dead_letters(path: str) -> None:
                          f"events again, add --input-format dead-letter")
 
 
+def _comma_separated(path: str, header: list[str]) -> list[str]:
+    """The header, or ValueError when it is one column holding another separator (an export
+    written with `;`, tabs or `|`): every mapped path would otherwise match no column."""
+    if len(header) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if separator in header[0]:
+                raise ValueError(
+                    f"{path}: its header is one column holding {name}; capi-sync reads CSV "
+                    f"separated by commas. Export the file with commas (or as Parquet or JSON "
+                    f"Lines).")
+    return header
+
+
 def _merge(columns: dict[str, Column], more: Sequence[Column]) -> None:
     for column in more:
         known = columns.get(column.name)
@@ -139,7 +152,7 @@ def columns_of_files(patterns: Sequence[str], file_format: str = files.AUTO) -> 
             with files.open_file(path, files.PARQUET) as handle:
                 _merge(merged, columns_from_arrow(pq.ParquetFile(handle).schema_arrow))
         elif kind == files.CSV:
-            _merge(merged, columns_from_names(_csv_header(path)))
+            _merge(merged, columns_from_names(_comma_separated(path, _csv_header(path))))
         else:           # JSONL: every line may have other keys; checked after the run instead
             _refuse_dead_letters(path)
             return SourceColumns(label, None)

@@ -84,6 +84,21 @@ def test_preview_of_a_csv_with_a_wrong_path_is_a_configuration_error(tmp_path, c
         err.splitlines()
 
 
+@pytest.mark.parametrize("separator, name", [(";", "semicolons"), ("\t", "tabs"),
+                                             ("|", "'|'")])
+def test_a_csv_separated_by_something_else_than_commas_is_named_as_such(
+        tmp_path, capsys, separator, name):
+    # Before: `event.id: context.event_id matches no column`, for every path of the mapping.
+    export = tmp_path / "orders.csv"
+    export.write_text(separator.join(["context.event_id", "event_name", "user.email"])
+                      + "\n" + separator.join(["o1", "purchase", "a@example.com"]) + "\n")
+    code, out, err = run_preview(capsys, "--input", str(export))
+    assert code == 2 and out == ""
+    assert err == (f"capi-sync preview: configuration error: {export}: its header is one column "
+                   f"holding {name}; capi-sync reads CSV separated by commas. Export the file "
+                   f"with commas (or as Parquet or JSON Lines).\n")
+
+
 def test_preview_of_jsonl_shows_an_unreadable_line_and_a_skip(tmp_path, capsys):
     export = tmp_path / "events.jsonl"
     export.write_text('{"id": "a1", "name": "test_order", "mail": "A@Example.com"}\n'
