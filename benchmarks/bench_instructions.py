@@ -40,6 +40,10 @@ import sys
 
 NOW_MS = 1_796_055_318_934      # generated rows and the mapper share this clock
 BATCH_ROWS = 1000
+# What `--compiled` builds with Cython, unchanged: the mapping core's per-row modules.
+COMPILED_MODULES = tuple(f"transforms/{name}.py" for name in (
+    "arrow_rows", "columnar", "events", "mapper", "mapping", "money", "normalize", "paths",
+    "source_url", "timestamps", "user_fields", "validate"))
 
 
 def _map_generated(rows: int) -> None:
@@ -126,6 +130,27 @@ def count_job_instructions(tree: pathlib.Path, source: list[str], workdir: pathl
         emulator.stop()
 
 
+def compiled_copy(tree: pathlib.Path, scratch: pathlib.Path) -> pathlib.Path:
+    """A copy of `tree` whose COMPILED_MODULES are built by Cython in place, their source
+    unchanged (an extension module is imported before the .py beside it). Cython is a tool of
+    this benchmark only, not a dependency of the product."""
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        raise SystemExit("--compiled needs Cython: pip install cython") from None
+    copy = scratch / "compiled"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "build", "*.so", "*.c"))
+    done = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q",
+                           "-j", str(os.cpu_count() or 1), *COMPILED_MODULES],
+                          cwd=copy, capture_output=True, text=True, check=False)
+    built = sorted(copy.glob("transforms/*.so"))
+    if done.returncode != 0 or len(built) != len(COMPILED_MODULES):
+        raise SystemExit(f"Cython build failed (exit {done.returncode}, {len(built)} of "
+                         f"{len(COMPILED_MODULES)} modules built):\n{done.stderr[-2000:]}")
+    return copy
+
+
 def _job_figures(tree: pathlib.Path, parquet: str, small: int, large: int,
                  postgresql: bool = False) -> None:
     import tempfile
@@ -181,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
                         "table (a throwaway server, not counted) instead of the file")
     parser.add_argument("--mapping", help="with --parquet: a preset (ga4, ...) or mapping file"
                         " instead of the default mapping")
+    parser.add_argument("--compiled", action="store_true",
+                        help="count a copy of the tree whose mapping-core modules "
+                        "(COMPILED_MODULES) are compiled by Cython, unchanged (needs Cython)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -195,14 +223,23 @@ def main(argv: list[str] | None = None) -> None:
     args.large = args.large or (30_000 if args.pipeline else 20_000)
     if not args.small < args.large:
         raise SystemExit("--small must be less than --large")
-    tree = args.tree.resolve()
-    if args.pipeline:
-        if not args.parquet:
-            raise SystemExit("--pipeline needs --parquet FILE (e.g. a bench_pipeline data file)")
-        _job_figures(tree, args.parquet, args.small, args.large, args.postgresql)
-        return
     if args.mapping and not args.parquet:
         raise SystemExit("--mapping needs --parquet FILE (rows of that mapping's shape)")
+    if args.pipeline and not args.parquet:
+        raise SystemExit("--pipeline needs --parquet FILE (e.g. a bench_pipeline data file)")
+    tree = args.tree.resolve()
+    if args.compiled:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="bench-compiled-") as scratch:
+            _count(args, compiled_copy(tree, pathlib.Path(scratch)))
+        return
+    _count(args, tree)
+
+
+def _count(args: argparse.Namespace, tree: pathlib.Path) -> None:
+    if args.pipeline:
+        _job_figures(tree, args.parquet, args.small, args.large, args.postgresql)
+        return
     small = count_instructions(tree, args.small, args.parquet, args.mapping)
     large = count_instructions(tree, args.large, args.parquet, args.mapping)
     what = args.parquet or "generated rows"
