@@ -6,6 +6,7 @@
     python -m benchmarks.bench_instructions --parquet ga4.parquet --mapping ga4  # a preset
     python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline   # the whole job
     python -m benchmarks.bench_instructions --parquet rows.parquet --pipeline --postgresql
+    python -m benchmarks.bench_instructions --compiled [--pipeline --parquet rows.parquet]
 
 Wall and CPU time on a shared machine drift by ±20% within minutes, so two trees a few percent
 apart cannot be told apart by timing. The number of instructions the mapper executes varies
@@ -27,6 +28,10 @@ a throwaway PostgreSQL server (bench_pipeline's: structs as dotted columns, the 
 `SELECT * FROM t LIMIT n`); the server's own instructions are not counted. Threads that wait
 with a timeout (gRPC, the sender pool) add a little that grows with the run's wall time, so
 counts of one tree differ by ~1%. Each count takes a few minutes.
+
+`--compiled` counts a copy of the tree whose mapping-core modules (COMPILED_MODULES) are
+compiled by Cython as they are, no line changed: what compiling alone would buy (README,
+Performance). It needs Cython (`pip install cython`), a benchmark tool only.
 """
 from __future__ import annotations
 
