@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import importlib.resources
 import os
@@ -306,9 +307,12 @@ def load_mapping(path: str | None = None) -> MappingPlan:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
+        near = difflib.get_close_matches(path.lower(), PRESET_FILES, n=1, cutoff=0.6)
+        preset = f"did you mean the preset {near[0]!r}? " if near and os.sep not in path else ""
         raise MappingFileError(
-            f"Mapping file {path!r} does not exist. Fix: pass the path of a YAML mapping file to"
-            " --mapping, or leave --mapping out to use the default mapping") from None
+            f"Mapping file {path!r} does not exist. Fix: {preset}pass the path of a YAML mapping "
+            f"file or a preset ({', '.join(PRESET_FILES)}) to --mapping, or leave --mapping out "
+            f"to use the default mapping") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingFileError(
             f"Mapping file {path!r} cannot be read ({type(exc).__name__}: {exc}). Fix: check the"

@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import pytest
 import yaml
@@ -254,8 +255,22 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(MappingFileError, match="does not exist. Fix: pass the path"):
-        load_mapping(str(tmp_path / "nope.yaml"))
+    path = str(tmp_path / "nope.yaml")
+    with pytest.raises(MappingFileError) as raised:
+        load_mapping(path)
+    assert str(raised.value) == (
+        f"Mapping file {path!r} does not exist. Fix: pass the path of a YAML mapping file or a "
+        f"preset (ga4, segment, rudderstack, snowplow, shopify) to --mapping, or leave --mapping "
+        f"out to use the default mapping")
+
+
+@pytest.mark.parametrize("name, preset", [("ga-4", "ga4"), ("GA4", "ga4"),
+                                          ("shopfy", "shopify"), ("snowplough", "snowplow")])
+def test_a_misspelt_preset_name_is_answered_with_the_preset(name, preset):
+    with pytest.raises(MappingFileError, match=re.escape(
+            f"Mapping file {name!r} does not exist. Fix: did you mean the preset {preset!r}? "
+            f"pass the path")):
+        load_mapping(name)
 
 
 def test_load_mapping_from_file(tmp_path):
