@@ -39,6 +39,7 @@ from connectors.sql_source import (
     query_label,
     redact_url,
     result_columns,
+    statement_text,
     to_duckdb_query,
 )
 from transforms.deadletter import DeadLetter
@@ -191,7 +192,7 @@ def _duckdb_columns(url: str, query: str, params: Mapping[str, Any] | None) -> t
     path = duckdb_path(url)
     connection = duckdb.connect(path, read_only=path != ":memory:")
     try:
-        sql, values = _duckdb_params(query, params)
+        sql, values = _duckdb_params(statement_text(query), params)   # limit(0) wraps it
         relation = connection.sql(sql, params=values)
         if relation is None:
             raise SqlSourceError("The SQL query returned no result set; give a SELECT.")
@@ -209,7 +210,7 @@ def _postgresql_columns(url: str, query: str, params: Mapping[str, Any] | None
     import psycopg
     from psycopg.postgres import types
 
-    wrapped = f"SELECT * FROM ({query.strip().rstrip(';')}) AS capi_sync_columns LIMIT 0"
+    wrapped = f"SELECT * FROM (\n{statement_text(query)}\n) AS capi_sync_columns LIMIT 0"
     with psycopg.connect(url, application_name="capi-sync") as connection:
         with connection.cursor() as cursor:
             cursor.execute(wrapped, params)

@@ -53,6 +53,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
+from sqlparse import lexer as sql_lexer
+from sqlparse import tokens as sql_tokens
 
 from connectors.file_source import column_selector
 from connectors.rows import RowChunk, rebatch, source_ref, to_plain
@@ -294,7 +296,7 @@ def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | No
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": _BATCH_HINT_BYTES})
         try:
-            cursor.execute(render_literals(_without_final_semicolon(query), params))
+            cursor.execute(render_literals(statement_text(query), params))
             batches = cursor.fetch_record_batch()
         except Exception as error:
             if not _adbc_unsupported(error):
@@ -306,9 +308,21 @@ def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | No
         connection.close()
 
 
-def _without_final_semicolon(query: str) -> str:
-    """`SELECT ... ;` -> `SELECT ...`: the driver wraps the query in COPY (...) TO STDOUT."""
-    return re.sub(r"[\s;]+$", "", query)
+_AFTER_THE_STATEMENT = (sql_tokens.Whitespace, sql_tokens.Newline, sql_tokens.Comment)
+
+
+def statement_text(query: str) -> str:
+    """The query without what may follow its statement: whitespace, comments and semicolons
+    (`SELECT ... ; -- all` -> `SELECT ...`), so that it can be wrapped: in COPY (...) TO STDOUT
+    by the PostgreSQL driver, in the column projection and in the launcher's LIMIT 0 check.
+    sqlparse's tokenizer finds them, so a `--` or `;` inside a string literal, a dollar-quoted
+    string or a quoted name is kept; its tokens are the query's exact text."""
+    tokens = list(sql_lexer.tokenize(query))
+    end = len(tokens)
+    while end and (tokens[end - 1][1] == ";" or
+                   any(tokens[end - 1][0] in kind for kind in _AFTER_THE_STATEMENT)):
+        end -= 1
+    return "".join(value for _, value in tokens[:end])
 
 
 def _adbc_unsupported(error: Exception) -> bool:
@@ -426,7 +440,7 @@ def projected_query(url: str, query: str, params: Mapping[str, Any] | None,
     if params is not None:       # pyformat: a literal percent sign is written %%
         quoted = [name.replace("%", "%%") for name in quoted]
     # The closing parenthesis on a line of its own: the query may end in a -- comment.
-    projected = (f"SELECT {', '.join(quoted)} FROM (\n{_without_final_semicolon(query)}\n) "
+    projected = (f"SELECT {', '.join(quoted)} FROM (\n{statement_text(query)}\n) "
                  f"AS {_PROJECTED_ALIAS}")
     try:
         if result_columns(url, projected, params) == kept:

@@ -14,6 +14,8 @@ import psycopg
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.sources import ReadSql, RowChunk
 from connectors.sql_source import (
@@ -26,6 +28,7 @@ from connectors.sql_source import (
     redact_url,
     result_columns,
     scrub,
+    statement_text,
     to_duckdb_query,
 )
 from tests.connectors.postgres import DB_PASSWORD
@@ -642,10 +645,37 @@ def test_a_statement_that_cannot_be_a_subquery_runs_as_written(duckdb_url: str) 
     names = result_columns(duckdb_url, query)
     assert "name" in names and len(names) > 1
     assert projected_query(duckdb_url, query, None, names, ["name"]) == query
-    # a semicolon before a final comment: the projected query does not parse, so as written
+    # a semicolon before a final comment: narrowed without them (statement_text)
     query = "SELECT * FROM orders; -- all"
     assert projected_query(duckdb_url, query, None, result_columns(duckdb_url, query),
-                           ["id"]) == query
+                           ["id"]) == ('SELECT "id" FROM (\nSELECT * FROM orders\n) AS '
+                                       'capi_sync_columns')
+
+
+@pytest.mark.parametrize("query, statement", [
+    ("SELECT 1", "SELECT 1"),
+    ("SELECT 1 ;\n", "SELECT 1"),
+    ("SELECT 1; -- all", "SELECT 1"),
+    ("SELECT 1 -- c\n; -- d\n/* e */ ;;  \n", "SELECT 1"),
+    ("SELECT a -- note\nFROM t", "SELECT a -- note\nFROM t"),     # a comment inside stays
+    ("SELECT 'a -- b; c'", "SELECT 'a -- b; c'"),
+    ("SELECT 'it''s;' ; ", "SELECT 'it''s;'"),
+    ('SELECT "x; --" FROM t;', 'SELECT "x; --" FROM t'),
+    ("SELECT $$ ; -- $$ AS y;\n/* end */\n", "SELECT $$ ; -- $$ AS y"),
+    ("SELECT %(since)s::timestamptz -- since", "SELECT %(since)s::timestamptz"),
+    ("SELECT '%%'; ", "SELECT '%%'"),
+])
+def test_statement_text_drops_only_what_follows_the_statement(query: str,
+                                                             statement: str) -> None:
+    assert statement_text(query) == statement
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab '\"$;-*/\n\t%()")), max_size=40))
+def test_statement_text_is_a_prefix_of_the_query_ending_in_statement_text(query: str) -> None:
+    statement = statement_text(query)
+    assert query.startswith(statement)
+    assert statement == statement.rstrip() and not statement.endswith(";")
+    assert statement_text(statement) == statement
 
 
 @pytest.mark.parametrize("url", [

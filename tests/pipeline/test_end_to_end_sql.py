@@ -133,6 +133,26 @@ def test_since_query_exact_events_nested_values_and_nulls(emulator, tmp_path, so
 
 
 @pytest.mark.parametrize("source", ["duckdb", "postgresql"])
+def test_a_query_file_ending_in_a_semicolon_and_a_comment_runs(emulator, tmp_path, source,
+                                                               request):
+    # Before, the launcher's check wrapped the query as it was: `... ORDER BY order_id;
+    # -- nightly sync) AS ...` did not parse, so the run stopped with exit 2. The `--` and `;`
+    # inside the literals are the query's and stay.
+    url, table = ((request.getfixturevalue("duckdb_orders"), "orders") if source == "duckdb"
+                  else (request.getfixturevalue("pg_orders"), "e2e_orders"))
+    query = tmp_path / "orders.sql"
+    query.write_text(f"SELECT *, 'a -- b; c' AS note FROM {table}\n"
+                     f"WHERE created_at >= %(since)s AND order_id <> 'x; -- y'\n"
+                     f"ORDER BY order_id;\n-- nightly sync\n/* owner: data team */\n")
+    outcome = run(["--sql-url", url, "--sql-file", str(query), "--since", "36h",
+                   *delivery_args(emulator, tmp_path)])
+    assert recorded(emulator) == {"o1": expected_event("o1"), "o2": expected_event("o2")}
+    assert [d["source"] for d in read_dead_letters(tmp_path / "dead")] == [
+        f"sql:{table}#row=3"]
+    assert outcome.exit_code == EXIT_OK
+
+
+@pytest.mark.parametrize("source", ["duckdb", "postgresql"])
 def test_a_column_the_mapping_does_not_read_is_never_computed(emulator, tmp_path, source,
                                                               request):
     # The extra column fails wherever it is computed (DuckDB's error(); a division by zero on
