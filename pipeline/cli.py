@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from pipeline.exit_codes import EXIT_INTERRUPTED
+from pipeline.exit_codes import EXIT_INTERRUPTED, EXIT_TERMINATED
 from pipeline.logs import WithoutAuthTracebacks, configure_console_logging
 from transforms.errors import CapiSyncError, ConfigError
 from transforms.masking import mask_secrets
@@ -70,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     # Only the main thread may set a signal handler (tests call main() from a thread too).
     in_main_thread = threading.current_thread() is threading.main_thread()
     with warm_workers.started(warm_workers.plan_local_runner(argv)) as local:
-        previous = (signal.signal(signal.SIGINT, functools.partial(_stop_on_ctrl_c, local.pool))
-                    if in_main_thread else None)
+        stop = functools.partial(_stop_on_signal, local.pool)
+        previous = ({number: signal.signal(number, stop) for number in STOP_SIGNALS}
+                    if in_main_thread else {})
         try:
             return _run(argv, local)
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _print_preset(argv: list[str]) -> int:
@@ -93,23 +94,33 @@ def _print_preset(argv: list[str]) -> int:
     return 0
 
 
-INTERRUPTED = ("capi-sync: interrupted (Ctrl-C): the run stopped; no report and no watermark "
-               "were written, and no dead-letter file was completed. Events sent so far are "
-               "recorded; running again resends them safely (the API deduplicates).")
+_STOPPED = ("the run stopped; no report and no watermark were written, and no dead-letter "
+            "file was completed. Events sent so far are recorded; running again resends them "
+            "safely (the API deduplicates).")
+INTERRUPTED = f"capi-sync: interrupted (Ctrl-C): {_STOPPED}"
+TERMINATED = f"capi-sync: terminated (SIGTERM): {_STOPPED}"
+# What each stop signal prints and exits with. SIGTERM is how schedulers and container
+# runtimes stop a job (Airflow's timeout, `docker stop`, Kubernetes), usually to this process
+# alone: without a handler the launcher died at once and every worker printed gRPC tracebacks.
+STOP_SIGNALS = {signal.SIGINT: (INTERRUPTED, EXIT_INTERRUPTED),
+                signal.SIGTERM: (TERMINATED, EXIT_TERMINATED)}
 
 
-def _stop_on_ctrl_c(pool, signum, frame) -> None:
-    """One line and exit 130, at once: no Beam thread gets to print its traceback.
+def _stop_on_signal(pool, signum, frame) -> None:
+    """One line and exit 130 (Ctrl-C) or 143 (SIGTERM), at once: no Beam thread gets to print
+    its traceback.
 
     The worker processes ignore SIGINT (the terminal sends it to the whole process group) and
-    are killed here. Nothing is half-written: the report and the state file are only written
-    after the run, each by an atomic rename, and dead letters only become files when Beam
-    renames them into place at the end (its `beam-temp-*` folder may stay under the prefix).
+    are killed here, as they are on SIGTERM. Nothing is half-written: the report and the state
+    file are only written after the run, each by an atomic rename, and dead letters only become
+    files when Beam renames them into place at the end (its `beam-temp-*` folder may stay under
+    the prefix).
     """
-    print(INTERRUPTED, file=sys.stderr, flush=True)
+    line, code = STOP_SIGNALS[signal.Signals(signum)]
+    print(line, file=sys.stderr, flush=True)
     pool.kill_all()
     sys.stdout.flush()
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(code)
 
 
 def _run(argv: list[str], local) -> int:

@@ -14,3 +14,4 @@ EXIT_NOT_SAVED = 7           # the run finished, but its report or watermark cou
 EXIT_DEAD_LETTER_RATE = 8    # more dead letters than --max-dead-letter-rate allows
 EXIT_SOURCE_FAILED = 9       # the source failed while being read (a dropped connection): run again
 EXIT_INTERRUPTED = 130       # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
+EXIT_TERMINATED = 143        # SIGTERM (a scheduler's timeout, a container stopping): 128 + 15

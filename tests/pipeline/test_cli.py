@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import yaml
 
-from pipeline.cli import INTERRUPTED, main
+from pipeline.cli import INTERRUPTED, TERMINATED, main
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import ca_row, read_report, write_parquet
 from transforms.mapping import default_mapping_text
@@ -262,7 +263,15 @@ def test_a_future_watermark_exits_2_naming_the_state_file(tmp_path, capsys, emul
     assert json.loads(state.read_text()) == {"watermark": "2999-01-01T00:00:00+00:00"}
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulator, tmp_path):
+@pytest.mark.parametrize("stop, line, code", [
+    # what a terminal does on Ctrl-C: SIGINT to the whole process group
+    (lambda pid: os.killpg(pid, signal.SIGINT), INTERRUPTED, 130),
+    # what a scheduler's timeout or a container runtime does: SIGTERM to the launcher alone.
+    # Before, the launcher died at once (exit -15) and each worker printed gRPC tracebacks.
+    (lambda pid: os.kill(pid, signal.SIGTERM), TERMINATED, 143),
+], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_prints_one_line_and_leaves_nothing_half_written_or_running(
+        emulator, tmp_path, stop, line, code):
     rows = [ca_row(f"order_{i}" if i % 10 else None) for i in range(4_000)]   # 1 in 10 dead-lettered
     export = write_parquet(tmp_path / "export.parquet", rows, row_group_size=500)
     emulator.set_latency(0.2)
@@ -278,8 +287,10 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulat
         deadline = time.monotonic() + 60
         while emulator.stats["recorded"] == 0 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert process.poll() is None, "the run ended before Ctrl-C"
-        os.killpg(process.pid, signal.SIGINT)    # what a terminal does: the whole process group
+        assert process.poll() is None, "the run ended before the signal"
+        workers = psutil.Process(process.pid).children(recursive=True)
+        assert workers, "the run has no worker process"
+        stop(process.pid)
         stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -292,9 +303,10 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing_half_written(emulat
         time.sleep(0.05)
         if emulator.stats["requests"] != last:
             last, quiet_since = emulator.stats["requests"], time.monotonic()
-    assert process.returncode == 130
-    # What the run printed before Ctrl-C (the mapping's warnings) stays; after it, one line.
-    assert stderr.decode().endswith("\n" + INTERRUPTED + "\n")
+    assert process.returncode == code
+    # What the run printed before the signal (the mapping's warnings) stays; after it, one line.
+    assert stderr.decode().endswith("\n" + line + "\n")
+    assert psutil.wait_procs(workers, timeout=10)[1] == []      # no worker is left running
     assert "Traceback" not in stderr.decode() and "ERROR" not in stderr.decode()
     assert stdout == b""
     assert not (out / "report.json").exists() and not (out / "state.json").exists()

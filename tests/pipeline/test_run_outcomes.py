@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import run as runner
 from pipeline.cli import main
+from pipeline.exit_codes import EXIT_TERMINATED
 from pipeline.run import run_verdict
 from tests.conftest import EMULATOR_API_KEY, EMULATOR_PIXEL_ID
 from tests.pipeline.builders import ca_row, read_report, write_parquet
@@ -131,7 +132,7 @@ def test_the_exit_codes_are_documented_in_the_readme():
                  runner.EXIT_RETRIES_EXHAUSTED, runner.EXIT_NOTHING_READ,
                  runner.EXIT_NOTHING_DELIVERED, runner.EXIT_NOT_SAVED,
                  runner.EXIT_DEAD_LETTER_RATE, runner.EXIT_SOURCE_FAILED,
-                 runner.EXIT_INTERRUPTED):
+                 runner.EXIT_INTERRUPTED, EXIT_TERMINATED):
         assert f"`{code}`" in section
 
 
