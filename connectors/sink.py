@@ -36,10 +36,12 @@ from connectors.secrets import DEFAULT_API_KEY_ENV, read_api_key
 from transforms import metrics
 from transforms.coverage import count_sent
 from transforms.deadletter import DEAD_LETTERS, DeadLetter
-from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MappedEvent, event_of, pixel_id_of
+from transforms.reasons import MAPPING_ERROR
 
 _LOG = logging.getLogger(__name__)
+NO_PIXEL_DETAIL = ("pixel_id: the mapping's pixel_id is empty in this row and no --pixel-id is "
+                   "set to fall back on")
 
 
 @dataclasses.dataclass
@@ -92,6 +94,8 @@ class DeliverBatches(beam.DoFn):
 
     def process(self, batch: list[MappedEvent], window=beam.DoFn.WindowParam,
                 timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        if not self._default_pixel_id and not all(map(pixel_id_of, batch)):
+            batch = yield from self._without_pixel(batch)
         for pixel_id, events in self._by_pixel(batch):
             client = self._client(pixel_id)
             future = self._executor.submit(client.deliver_batch,
@@ -120,11 +124,22 @@ class DeliverBatches(beam.DoFn):
                 return [(pixel_id, batch)]
         groups: dict[str, list[MappedEvent]] = {}
         for mapped in batch:
-            pixel_id = mapped.pixel_id or self._default_pixel_id
-            if not pixel_id:
-                raise ConfigError("An event has no pixel id and no default is set (--pixel-id)")
-            groups.setdefault(pixel_id, []).append(mapped)
+            groups.setdefault(mapped.pixel_id or self._default_pixel_id, []).append(mapped)
         return list(groups.items())
+
+    def _without_pixel(self, batch: Sequence[MappedEvent]):
+        """Yields a `mapping_error` dead letter for each event whose row gave no pixel id (the
+        mapping's `pixel_id` was empty) when there is no --pixel-id to fall back on; returns
+        the rest. Without a mapped pixel_id nor --pixel-id the run never starts (run.plan_run)."""
+        kept = []
+        for mapped in batch:
+            if mapped.pixel_id:
+                kept.append(mapped)
+                continue
+            yield beam.pvalue.TaggedOutput(self.DEAD_LETTERS, DeadLetter(
+                reason=MAPPING_ERROR, detail=NO_PIXEL_DETAIL, event_id=_event_id(mapped),
+                source=mapped.source, event=mapped.event))
+        return kept
 
     def _client(self, pixel_id: str) -> CapiClient:
         client = self._clients.get(pixel_id)

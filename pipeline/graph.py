@@ -17,7 +17,7 @@ from connectors.capi_client import RetryPolicy
 from connectors.sink import DeliverBatches
 from pipeline import steps
 from pipeline.coders import EventList
-from pipeline.options import CapiSyncOptions
+from pipeline.options import DEAD_LETTER_FORMAT, CapiSyncOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class SyncToCapi(beam.PTransform):
 
     def expand(self, pbegin):
         opts, run = self._run.options, self._run
-        if opts.input and opts.input_format == "dead-letter":
+        if opts.input and opts.input_format == DEAD_LETTER_FORMAT:
             replayed = (pbegin
                         | "ReadDeadLetters" >> _read_dead_letters(opts)
                         | "ReplayEvents" >> beam.ParDo(steps.ReplayDeadLetters())

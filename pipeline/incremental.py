@@ -35,7 +35,13 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     except ValueError:
         raise ConfigError(f"--since {value!r} is neither a duration (36h, 2d, 90m) nor an ISO "
                           f"timestamp (2026-11-20T00:00:00Z).") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    since = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    if since > now:     # a typo'd year, a local time taken for UTC: nothing could be read
+        raise ConfigError(f"--since {value!r} is in the future ({since.isoformat()}; now is "
+                          f"{now.replace(microsecond=0).isoformat()}): no row could be sent. "
+                          f"Give a past time (times without a zone are UTC) or a duration "
+                          f"such as 36h.")
+    return since
 
 
 def read_watermark(path: str, now: dt.datetime) -> dt.datetime | None:

@@ -19,7 +19,8 @@ from transforms.errors import ConfigError
 from transforms.events import DEFAULT_ENDPOINT, MAX_EVENTS_PER_REQUEST
 
 DEFAULT_API_KEY_ENV = "OPENAI_CAPI_API_KEY"
-INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", "dead-letter")
+DEAD_LETTER_FORMAT = "dead-letter"    # --input-format of a replay: the files hold dead letters
+INPUT_FORMATS = ("auto", "parquet", "jsonl", "csv", DEAD_LETTER_FORMAT)
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # What a key looks like in any text: "sk-" and key characters (sk-svcacct-..., sk-proj-...).
@@ -211,7 +212,7 @@ class CapiSyncOptions(PipelineOptions):
             dest="progress_seconds",
             type=float,
             default=10.0,
-            help="seconds between progress lines per worker",
+            help="seconds between progress lines per worker (0: none)",
         )
 
         incremental = parser.add_argument_group("incremental sync")
@@ -342,6 +343,9 @@ def validate_options(opts: CapiSyncOptions) -> None:
         raise ConfigError(f"--chunk-size must be at least 1, got {opts.chunk_size}.")
     if not 1 <= opts.max_in_flight <= 32:
         raise ConfigError(f"--max-in-flight must be within 1..32, got {opts.max_in_flight}.")
+    if opts.progress_seconds < 0:
+        raise ConfigError(f"--progress-seconds must be 0 (no progress lines) or more, got "
+                          f"{opts.progress_seconds:g}.")
     if opts.max_attempts < 1:
         raise ConfigError(f"--max-attempts must be at least 1, got {opts.max_attempts}.")
     if opts.api_key_secret and not _SECRET_RESOURCE.match(opts.api_key_secret):

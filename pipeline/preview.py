@@ -85,7 +85,12 @@ def field_names(row: Mapping[str, Any], prefix: str = "") -> list[str]:
 def _parse(argv: list[str]):
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-    from pipeline.options import CapiSyncOptions, parse_options, validate_options
+    from pipeline.options import (
+        DEAD_LETTER_FORMAT,
+        CapiSyncOptions,
+        parse_options,
+        validate_options,
+    )
 
     parser = argparse.ArgumentParser(prog="capi-sync preview", add_help=False)
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
@@ -95,7 +100,7 @@ def _parse(argv: list[str]):
     options = parse_options(rest)     # a typo'd flag is an error, as in a run
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
-    if opts.input and opts.input_format == "dead-letter":
+    if opts.input and opts.input_format == DEAD_LETTER_FORMAT:
         raise ConfigError("preview maps source rows; dead-letter files hold events mapped "
                           "already. Re-send them with --validate-only to check them.")
     return opts, known.rows, options.view_as(GoogleCloudOptions).project

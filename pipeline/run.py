@@ -45,7 +45,7 @@ from pipeline.incremental import (
     write_watermark,
 )
 from pipeline.logs import READ_FAILED, STOP_MARKERS
-from pipeline.options import CapiSyncOptions, parse_options, validate_options
+from pipeline.options import DEAD_LETTER_FORMAT, CapiSyncOptions, parse_options, validate_options
 from pipeline.source_check import check_source, fields_to_watch
 from pipeline.warm_workers import (
     DIRECT_RUNNERS,
@@ -55,7 +55,7 @@ from pipeline.warm_workers import (
     plan_local_runner,
 )
 from transforms import reasons
-from transforms.errors import CapiSyncError
+from transforms.errors import CapiSyncError, ConfigError
 from transforms.events import MAX_AGE_MS
 
 LOG = logging.getLogger(__name__)
@@ -173,6 +173,12 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
     if dry_run or options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
         dataflow.check_remote_run(options, dry_run)
     mapping_plan = load_mapping(opts.mapping)
+    if not opts.pixel_id and mapping_plan.pixel_id is None and \
+            opts.input_format != DEAD_LETTER_FORMAT:     # a replay's records carry their pixel
+        raise ConfigError(
+            "No pixel to send to: give --pixel-id (the pixel id of your Conversions API key, "
+            "px_…), or map pixel_id in the mapping (pixel_id: <column>) to send each row to "
+            "its own pixel.")
     now = now or dt.datetime.now(dt.timezone.utc)
     since = parse_since(opts.since, now) if opts.since else None
     # A dry run reads nothing: not even the watermark (the query is shown without it).

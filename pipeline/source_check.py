@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from pipeline.options import DEAD_LETTER_FORMAT
 from transforms.errors import ConfigError
 from transforms.schema_check import check_mapping, raise_for_problems
 
@@ -31,7 +32,7 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
 
     if opts.input:
         try:
-            if opts.input_format == "dead-letter":
+            if opts.input_format == DEAD_LETTER_FORMAT:
                 source_peek.matched_files(opts.input)     # each path names a file
                 return None
             return source_peek.columns_of_files(opts.input, opts.input_format)

@@ -200,6 +200,21 @@ def test_dead_letter_files_given_as_rows_exit_2_asking_for_the_dead_letter_forma
     assert read_report(tmp_path / "report.json")["rows_read"] == 1
 
 
+def test_no_pixel_id_and_no_mapped_pixel_exits_2_before_anything_is_sent(
+        emulator, tmp_path, monkeypatch, capsys):
+    # Before, the run read and mapped every row, then failed in the sink with a traceback.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    assert main(["--input", str(export), "--endpoint", emulator.url,
+                 "--dead-letter", str(tmp_path / "dead" / "dead"), *IN_PROCESS]) == 2
+    err = capsys.readouterr().err
+    assert ("capi-sync: configuration error: No pixel to send to: give --pixel-id (the pixel id "
+            "of your Conversions API key, px_…), or map pixel_id in the mapping (pixel_id: "
+            "<column>) to send each row to its own pixel.\n") in err
+    assert "Traceback" not in err
+    assert emulator.request_log == []
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder no file can be created in, even by root (who ignores permission bits): sysfs."""

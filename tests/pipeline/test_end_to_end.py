@@ -275,6 +275,33 @@ def test_one_job_several_pixels_and_their_dead_letters_replay_to_the_same_pixel(
         assert replay.report["events_accepted"] == 1
 
 
+def test_without_pixel_id_a_row_whose_mapped_pixel_is_empty_is_a_dead_letter(tmp_path):
+    # Before, the sink raised ConfigError inside the worker at the first such event: the run
+    # failed with a traceback and the other rows' accounting was lost.
+    from connectors.emulator import Emulator
+    from connectors.sink import NO_PIXEL_DETAIL
+
+    mapping = tmp_path / "pixels.yaml"
+    mapping.write_text("extends: default\npixel_id: partners.openai.pixel\n")
+    rows = [ca_row("order_a1", partners__openai={"oppref": None, "pixel": "px_a"}),
+            ca_row("order_none", partners__openai={"oppref": None, "pixel": None}),
+            ca_row("order_blank", partners__openai={"oppref": None, "pixel": "  "}),
+            ca_row("order_b1", partners__openai={"oppref": None, "pixel": "px_b"})]
+    export = write_parquet(tmp_path / "export.parquet", rows)
+    with Emulator(api_key=EMULATOR_API_KEY, pixel_id=["px_a", "px_b"]) as api:
+        args = [a for a in delivery_args(api, tmp_path) if a != EMULATOR_PIXEL_ID and
+                a != "--pixel-id"]
+        outcome = run(["--input", str(export), "--mapping", str(mapping), *IN_PROCESS, *args])
+        assert [e["id"] for e in api.recorded_events("px_a")] == ["order_a1"]
+        assert [e["id"] for e in api.recorded_events("px_b")] == ["order_b1"]
+    assert sorted((d["reason"], d["event_id"], d["detail"], d["source"].rsplit("#", 1)[1])
+                  for d in read_dead_letters(tmp_path / "dead")) == [
+        ("mapping_error", "order_blank", NO_PIXEL_DETAIL, "row=3"),
+        ("mapping_error", "order_none", NO_PIXEL_DETAIL, "row=2")]
+    assert (outcome.report["events_accepted"], outcome.report["events_dead_lettered"]) == (2, 2)
+    assert outcome.report["reconciled"] is True and outcome.exit_code == EXIT_OK
+
+
 def test_files_skip_rows_before_an_explicit_since_and_count_them(emulator, tmp_path):
     export = write_parquet(tmp_path / "export.parquet", [
         ca_row("old_1", minutes_ago=48 * 60), ca_row("new_1", minutes_ago=60)])

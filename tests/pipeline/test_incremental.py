@@ -35,6 +35,19 @@ def test_since_that_is_neither_names_both_forms():
         parse_since("yesterday", NOW)
 
 
+def test_since_in_the_future_is_a_configuration_error():
+    # Before, `--since 2027-01-01` ran and dead-lettered or skipped every row.
+    later = NOW + dt.timedelta(hours=2)
+    with pytest.raises(ConfigError) as raised:
+        parse_since(later.strftime("%Y-%m-%d %H:%M:%S"), NOW)
+    assert str(raised.value) == (
+        f"--since {later.strftime('%Y-%m-%d %H:%M:%S')!r} is in the future "
+        f"({later.replace(microsecond=0).isoformat()}; now is "
+        f"{NOW.replace(microsecond=0).isoformat()}): no row could be sent. Give a past time "
+        f"(times without a zone are UTC) or a duration such as 36h.")
+    assert parse_since(NOW.isoformat(), NOW) == NOW          # now itself is allowed
+
+
 def test_lower_bound_is_never_before_the_api_window():
     ten_days_ago = NOW - dt.timedelta(days=10)
     assert effective_since(ten_days_ago, None, NOW) == NOW - dt.timedelta(days=7)
