@@ -34,7 +34,7 @@ def option_dests():
     (("--input", "a.parquet", "--batch-size", "0"), "within 1..1000"),
     (("--input", "a.parquet", "--max-in-flight", "0"), "within 1..32"),
     (("--input", "a.parquet", "--progress-seconds", "-1"),
-     "--progress-seconds must be 0 (no progress lines) or more, got -1."),
+     r"--progress-seconds must be 0 \(no progress lines\) or more, got -1\.$"),
     (("--input", "a.parquet", "--endpoint", "http://api.example.com/v1/events"), "https://"),
     (("--input", "a.parquet", "--api-key-secret", "capi-key"), "projects/my-project/secrets"),
     (("--input", "a.parquet", "--api-key-env", "sk-svcacct-abc"), "NAME of an environment variable"),
