@@ -194,7 +194,7 @@ class CapiSyncOptions(PipelineOptions):
             dest="dead_letter",
             default=None,
             metavar="PREFIX",
-            help="dead-letter JSONL prefix (default dead_letters/<run id>/dead)",
+            help="dead-letter JSONL prefix, its own per run (default dead_letters/<run id>/dead)",
         )
         output.add_argument(
             "--max-dead-letter-rate",

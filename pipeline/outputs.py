@@ -58,6 +58,28 @@ def check_writable(location: str, what: str, *, is_prefix: bool = False) -> None
         _probe_open(path, what, location)
 
 
+def check_no_earlier_dead_letters(prefix: str) -> None:
+    """Raises ConfigError when dead-letter files of an earlier run are at `prefix`: Beam's text
+    sink would replace them with this run's (`<prefix>-<step>-NNNNN.jsonl`), silently, once
+    this run finished. A remote prefix that cannot be listed here is checked by nobody (the
+    workers would write over it), so the failure to list it is not an error."""
+    try:
+        found = [metadata.path for result in FileSystems.match([f"{prefix}-*.jsonl"])
+                 for metadata in result.metadata_list]
+    except Exception:   # noqa: BLE001 - gs:// without credentials on the launcher
+        if is_local(prefix):
+            raise
+        return
+    if found:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise ConfigError(
+            f"--dead-letter {prefix} already holds dead letters of an earlier run "
+            f"({sorted(found)[0]}{more}): this run's would replace them. Give each run its own "
+            f"prefix (a dated one such as dead/2026-12-01/dead, or leave --dead-letter out for "
+            f"dead_letters/<run id>/dead), or move those files first (replay them with "
+            f"--input-format dead-letter).")
+
+
 def _probe_open(path: str, what: str, location: str) -> None:
     try:
         with open(path, "ab"):

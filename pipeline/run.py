@@ -187,7 +187,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
     # Files carry event times, not load times: filtering them by the watermark could skip rows
     # that arrived late, so only an explicit --since filters mapped events (see the README).
     event_time_floor = max(since, now - dt.timedelta(milliseconds=MAX_AGE_MS)) if since else None
-    run_id = now.strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{os.getpid()}"    # two runs started in one second differ
     dead_letter_prefix = opts.dead_letter or os.path.join("dead_letters", run_id, "dead")
     schema_notes: tuple[str, ...] | None = None      # None: the source was not checked
     if not dry_run:      # a dry run touches no output and no source
@@ -207,6 +207,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
 
 def check_outputs_writable(opts: CapiSyncOptions, dead_letter_prefix: str) -> None:
     outputs.check_writable(dead_letter_prefix, "--dead-letter", is_prefix=True)
+    outputs.check_no_earlier_dead_letters(dead_letter_prefix)
     for location, what in ((opts.report, "--report"), (opts.state_file, "--state-file")):
         if location:
             outputs.check_writable(location, what)

@@ -1,6 +1,7 @@
 """The command line: help, the default mapping, fail-fast errors, validate-only, the demo."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pathlib
@@ -213,6 +214,40 @@ def test_no_pixel_id_and_no_mapped_pixel_exits_2_before_anything_is_sent(
             "<column>) to send each row to its own pixel.\n") in err
     assert "Traceback" not in err
     assert emulator.request_log == []
+
+
+def test_a_dead_letter_prefix_holding_an_earlier_runs_files_exits_2_and_keeps_them(
+        emulator, tmp_path, monkeypatch, capsys):
+    # Before, a daily job with a fixed --dead-letter prefix replaced yesterday's dead letters
+    # with today's when the run finished.
+    monkeypatch.setenv("OPENAI_CAPI_API_KEY", EMULATOR_API_KEY)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1"), ca_row(None)])
+    prefix = tmp_path / "dead" / "dead"
+    argv = ["--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID, "--endpoint", emulator.url,
+            "--dead-letter", str(prefix), *IN_PROCESS]
+    assert main(argv) == 0
+    [written] = (tmp_path / "dead").glob("dead-*.jsonl")
+    first = written.read_text()
+    assert '"missing_id"' in first
+    requests = len(emulator.request_log)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (f"capi-sync: configuration error: --dead-letter {prefix} already holds dead letters "
+            f"of an earlier run ({written}): this run's would replace them. Give each run its "
+            f"own prefix") in err
+    assert written.read_text() == first and len(emulator.request_log) == requests
+
+
+def test_the_default_dead_letter_folder_is_the_runs_own(tmp_path, monkeypatch):
+    # Two scheduled runs started in the same second from one folder used to share it.
+    from pipeline.run import plan_run
+    monkeypatch.chdir(tmp_path)
+    export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
+    now = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.timezone.utc)
+    _, plan = plan_run(["--input", str(export), "--pixel-id", "px_1", *IN_PROCESS], now=now)
+    assert plan.dead_letter_prefix == os.path.join(
+        "dead_letters", f"20261201T020000Z-{os.getpid()}", "dead")
 
 
 @pytest.fixture
