@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import pathlib
+import shutil
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +46,7 @@ def run_demo(extra_args: list[str], output_dir: str = "capi-sync-demo") -> int:
 
     out = pathlib.Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "dead", ignore_errors=True)   # the previous demo's: a run keeps its own
     with Emulator(api_key=DEMO_KEY, pixel_id=DEMO_PIXEL) as emulator:
         export = out / "commanders_act_export.parquet"   # kept: the dead letters' sources
         rebase_example(export, dt.datetime.now(dt.timezone.utc))

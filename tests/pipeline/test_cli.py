@@ -92,6 +92,8 @@ def test_validate_only_records_nothing_and_counts_validated_events(emulator, tmp
 def test_demo_runs_the_real_pipeline_on_the_bundled_example(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["demo", *IN_PROCESS]) == 0
+    capsys.readouterr()
+    assert main(["demo", *IN_PROCESS]) == 0     # again: it replaces its own dead letters
     out = capsys.readouterr().out
     recorded = json.loads((tmp_path / "capi-sync-demo" / "recorded_events.json").read_text())
     assert len(recorded) == 192 and "purchase_10044" not in {e["id"] for e in recorded}
