@@ -473,11 +473,13 @@ class _DescribeError(Exception):
 
 
 def _is_query_error(error: Exception) -> bool:
-    """A mistake in the query itself (SQLSTATE class 42, DuckDB's binder/catalog/parser)."""
+    """A mistake in the query itself (SQLSTATE class 42, DuckDB's binder/catalog/parser, and
+    its invalid input: a statement the read-only file cannot run, a parameter not given)."""
     sqlstate = getattr(error, "sqlstate", None) or ""
     if sqlstate.startswith(("42", "0A")):
         return True
-    return type(error).__name__ in ("CatalogException", "BinderException", "ParserException")
+    return type(error).__name__ in ("CatalogException", "BinderException", "ParserException",
+                                    "InvalidInputException")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -534,6 +534,14 @@ def test_a_wrong_table_is_a_configuration_error_when_the_graph_is_built(
         assert DB_PASSWORD not in str(failure.value)
 
 
+def test_a_statement_the_read_only_file_cannot_run_is_a_query_error(duckdb_url: str) -> None:
+    # Before: "Cannot reach duckdb:///… to check the query", though the file was opened.
+    from connectors.source_peek import columns_of_sql
+    with pytest.raises(ConfigError, match=r"^The SQL query cannot run on duckdb:///.*"
+                       r'Cannot execute statement of type "DELETE"'):
+        columns_of_sql(duckdb_url, "DELETE FROM orders")
+
+
 def test_duckdb_connections_have_no_progress_bar(duckdb_url: str) -> None:
     from connectors.sql_source import open_duckdb
     connection = open_duckdb(duckdb_url)
