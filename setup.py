@@ -36,6 +36,7 @@ setuptools.setup(
         "orjson>=3.9",                 # JSON of 1,000-event bodies at a fraction of json's cost
         "msgspec>=0.18",               # JSON columns and lines, 2-3x json's speed; emulator --fast
         "sqlparse>=0.4",               # a query's trailing comments and ';' found outside literals
+        "setuptools>=68",              # Dataflow staging builds setup.py's sdist here (3.12+ venvs lack it)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9",

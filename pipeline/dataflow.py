@@ -14,6 +14,7 @@ the local one (`check_remote_run`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from urllib.parse import parse_qsl, urlsplit
 
@@ -82,6 +83,11 @@ def check_remote_run(options: PipelineOptions, dry_run: bool) -> None:
             "DataflowRunner workers need capi-sync installed: add --setup_file ./setup.py (the "
             "package is built and staged for them), or --sdk_container_image with an image "
             "that has it.")
+    if setup.setup_file and importlib.util.find_spec("setuptools") is None:
+        raise ConfigError(
+            "--setup_file: Beam builds the workers' package from setup.py with setuptools, which "
+            "this Python lacks (virtual environments of Python 3.12 and later come without it). "
+            "Install it (pip install setuptools) and run again.")
     cloud = options.view_as(GoogleCloudOptions)
     locations = [location for location in (cloud.temp_location, cloud.staging_location)
                  if location]

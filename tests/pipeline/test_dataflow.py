@@ -178,6 +178,18 @@ def test_what_a_dataflow_run_lacks_is_a_configuration_error(argv, message):
         plan_run([*argv, "--input", "gs://my-bucket/x.parquet", "--pixel-id", "px_1"])
 
 
+def test_a_setup_file_without_setuptools_is_a_configuration_error(monkeypatch):
+    # Python 3.12+ virtual environments come without setuptools: Beam's stager then failed
+    # to build the package (`python -m build` and `setup.py sdist` both need it) with a
+    # traceback, in a dry run too. setuptools is a dependency now; this is for an environment
+    # that lost it. sys.modules[name] = None is how Python itself blocks an import.
+    monkeypatch.setitem(sys.modules, "setuptools", None)
+    with pytest.raises(ConfigError, match=re.escape(
+            "--setup_file: Beam builds the workers' package from setup.py with setuptools, "
+            "which this Python lacks")):
+        plan_run([*DATAFLOW, "--setup_file", "./setup.py", "--input", "gs://my-bucket/x.parquet"])
+
+
 @pytest.mark.parametrize("value, dry", [("True", True), ("true", True), ("1", True),
                                         ("False", False), ("false", False), ("0", False),
                                         ("no", False), (None, False)])
