@@ -220,7 +220,8 @@ def test_a_dry_run_prints_the_job_stages_setup_py_and_exits_0(tmp_path):
         assert f"\n{step}\n" in out
     assert f"\n  --api_key_secret={SECRET}\n" in out and "\n  --dedupe=True\n" in out
     assert "(to gs://my-bucket/tmp)" in out
-    assert re.search(r"\n  workflow\.tar\.gz  <- \S+/capi-sync-0\.1\.0\.tar\.gz\n", out)
+    # setuptools 69.3+ names the sdist capi_sync-… (PEP 625), earlier ones capi-sync-…
+    assert re.search(r"\n  workflow\.tar\.gz  <- \S+/capi[-_]sync-0\.1\.0\.tar\.gz\n", out)
     assert API_KEY not in out + done.stderr
     assert "Traceback" not in done.stderr
 
