@@ -323,9 +323,14 @@ def normalize_ip_address(value: Any) -> str | None:
     if _is_canonical_ipv4(text):
         return text
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # RFC 5952 section 5: '::ffff:192.0.2.1', as Python 3.13+ prints it; 3.10-3.12 print
+        # '::ffff:c000:201'. Written out so every worker sends the same text.
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
 
 
 # --- phone numbers ------------------------------------------------------------------------------

@@ -151,7 +151,12 @@ def test_normalize_external_id(value, expected):
 @pytest.mark.parametrize("value, expected", [
     ("203.0.113.7", "203.0.113.7"),
     (" 2001:DB8:0:0::1 ", "2001:db8::1"),
-    ("::ffff:192.0.2.1", "::ffff:c000:201"),
+    # IPv4-mapped: RFC 5952's mixed notation on every Python (3.10-3.12 print ::ffff:c000:201)
+    ("::ffff:192.0.2.1", "::ffff:192.0.2.1"),
+    ("::FFFF:c000:0201", "::ffff:192.0.2.1"),
+    ("::ffff:0:0", "::ffff:0.0.0.0"),
+    ("::192.0.2.1", "::c000:201"),              # IPv4-compatible (deprecated): not mapped
+    ("64:ff9b::192.0.2.1", "64:ff9b::c000:201"),
     ("256.1.1.1", None),
     ("01.2.3.4", None),
     ("localhost", None),
