@@ -53,8 +53,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
-from sqlparse import lexer as sql_lexer
-from sqlparse import tokens as sql_tokens
 
 from connectors.file_source import column_selector
 from connectors.rows import RowChunk, rebatch, source_ref, to_plain
@@ -308,19 +306,21 @@ def read_postgresql_batches(url: str, query: str, params: Mapping[str, Any] | No
         connection.close()
 
 
-_AFTER_THE_STATEMENT = (sql_tokens.Whitespace, sql_tokens.Newline, sql_tokens.Comment)
-
-
 def statement_text(query: str) -> str:
     """The query without what may follow its statement: whitespace, comments and semicolons
     (`SELECT ... ; -- all` -> `SELECT ...`), so that it can be wrapped: in COPY (...) TO STDOUT
     by the PostgreSQL driver, in the column projection and in the launcher's LIMIT 0 check.
     sqlparse's tokenizer finds them, so a `--` or `;` inside a string literal, a dollar-quoted
-    string or a quoted name is kept; its tokens are the query's exact text."""
-    tokens = list(sql_lexer.tokenize(query))
+    string or a quoted name is kept; its tokens are the query's exact text. (Imported here:
+    only the launcher and the PostgreSQL reader wrap a query, not every worker's start-up.)"""
+    from sqlparse import lexer
+    from sqlparse import tokens as kinds
+
+    after_the_statement = (kinds.Whitespace, kinds.Newline, kinds.Comment)
+    tokens = list(lexer.tokenize(query))
     end = len(tokens)
     while end and (tokens[end - 1][1] == ";" or
-                   any(tokens[end - 1][0] in kind for kind in _AFTER_THE_STATEMENT)):
+                   any(tokens[end - 1][0] in kind for kind in after_the_statement)):
         end -= 1
     return "".join(value for _, value in tokens[:end])
 
