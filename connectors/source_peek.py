@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -101,16 +100,8 @@ def _refuse_dead_letters(path: str) -> None:
     """ValueError when the JSONL file's first record is a capi-sync dead letter: read as export
     rows, every one of them would be dead-lettered again (no event type)."""
     with files.open_file(path, files.JSONL) as handle:
-        for line in files.text_lines(handle):
-            if line.strip():
-                break
-        else:
-            return
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return
-    if isinstance(record, dict) and record.keys() == _DEAD_LETTER_KEYS:
+        first = next(files.read_jsonl(handle, path), None)   # (row, source), or a DeadLetter
+    if isinstance(first, tuple) and first[0].keys() == _DEAD_LETTER_KEYS:
         raise ValueError(f"{path} holds capi-sync dead letters, not export rows: to send their "
                          f"events again, add --input-format dead-letter")
 
