@@ -37,6 +37,7 @@ setuptools.setup(
         "msgspec>=0.18",               # JSON columns and lines, 2-3x json's speed; emulator --fast
         "sqlparse>=0.4",               # a query's trailing comments and ';' found outside literals
         "setuptools>=68",              # Dataflow staging builds setup.py's sdist here (3.12+ venvs lack it)
+        "build>=1",                    # ... by `python -m build`; else Beam prints "No module named build"
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9",

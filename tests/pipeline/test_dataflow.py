@@ -224,6 +224,8 @@ def test_a_dry_run_prints_the_job_stages_setup_py_and_exits_0(tmp_path):
     assert re.search(r"\n  workflow\.tar\.gz  <- \S+/capi[-_]sync-0\.1\.0\.tar\.gz\n", out)
     assert API_KEY not in out + done.stderr
     assert "Traceback" not in done.stderr
+    # Beam's stager runs `python -m build` first; without it the user read "No module named build"
+    assert "No module named" not in done.stderr, done.stderr
 
 
 def test_a_dry_run_outcome_is_a_printout_and_exit_0(monkeypatch):
