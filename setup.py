@@ -38,6 +38,7 @@ setuptools.setup(
         "sqlparse>=0.4",               # a query's trailing comments and ';' found outside literals
         "setuptools>=68",              # Dataflow staging builds setup.py's sdist here (3.12+ venvs lack it)
         "build>=1",                    # ... by `python -m build`; else Beam prints "No module named build"
+        "psutil>=5.9",                 # Ctrl-C / SIGTERM also stop Beam's own worker processes
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.5", "psutil>=5.9",

@@ -118,9 +118,24 @@ def _stop_on_signal(pool, signum, frame) -> None:
     """
     line, code = STOP_SIGNALS[signal.Signals(signum)]
     print(line, file=sys.stderr, flush=True)
+    # The last line: Beam's threads that watch a worker process would report its death.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     pool.kill_all()
+    _kill_child_processes()
     sys.stdout.flush()
     os._exit(code)
+
+
+def _kill_child_processes() -> None:
+    """Kills what else this process started: Beam's own SDK workers when the speed-ups are off
+    (--no-warm-workers, or a Beam version the tests did not run with), which otherwise outlive
+    the launcher by a moment and each print gRPC tracebacks into the scheduler's log."""
+    import psutil
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:      # already gone
+            pass
 
 
 def _run(argv: list[str], local) -> int:
