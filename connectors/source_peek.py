@@ -30,8 +30,8 @@ from connectors.sql_source import (
     SNOWFLAKE,
     SqlSourceError,
     dialect_of,
-    duckdb_path,
     first_chunk,
+    open_duckdb,
     parameter_names,
     postgresql_reader,
     query_check_failure,
@@ -42,6 +42,7 @@ from connectors.sql_source import (
     to_duckdb_query,
 )
 from transforms.deadletter import DeadLetter
+from transforms.errors import CapiSyncError
 from transforms.schema_check import (
     ANY,
     LIST,
@@ -171,17 +172,14 @@ def columns_of_sql(url: str, query: str, params: Mapping[str, Any] | None = None
             return SourceColumns(label, columns_from_names(result_columns(url, query, params)))
         return SourceColumns(label, _postgresql_columns(postgresql_reader(url)[1], query,
                                                         params))
-    except SqlSourceError:
+    except CapiSyncError:    # ours (a malformed URL, no such DuckDB file): already worded
         raise
     except Exception as error:      # the driver's message may quote the URL: scrubbed
         raise query_check_failure(url, error) from None
 
 
 def _duckdb_columns(url: str, query: str, params: Mapping[str, Any] | None) -> tuple[Column, ...]:
-    import duckdb
-
-    path = duckdb_path(url)
-    connection = duckdb.connect(path, read_only=path != ":memory:")
+    connection = open_duckdb(url)
     try:
         sql, values = _duckdb_params(statement_text(query), params)   # limit(0) wraps it
         relation = connection.sql(sql, params=values)

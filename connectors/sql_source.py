@@ -179,9 +179,13 @@ def open_duckdb(url: str) -> Any:
 
     path = duckdb_path(url)
     if path != ":memory:" and not os.path.exists(path):
+        # duckdb:///srv/x.db names srv/x.db (three slashes: a relative path, as SQLAlchemy
+        # reads them); the absolute file it was probably meant for is worth naming.
+        meant = (f" There is a file at /{path}: for it, write duckdb:////{path} (four slashes)."
+                 if not os.path.isabs(path) and os.path.isfile("/" + path) else "")
         raise SqlSourceError(
             f"No DuckDB file at {path!r} (from {url!r}; relative to {os.getcwd()}). "
-            f"Write duckdb:///relative/path.db or duckdb:////absolute/path.db."
+            f"Write duckdb:///relative/path.db or duckdb:////absolute/path.db.{meant}"
         )
     connection = duckdb.connect(path, read_only=path != ":memory:")
     connection.execute("SET enable_progress_bar = false")   # a session setting, not a global

@@ -72,7 +72,8 @@ class CapiSyncOptions(PipelineOptions):
             "--sql_url",
             dest="sql_url",
             default=None,
-            help="duckdb:///path.db, postgresql://user@host/db (Redshift too) or "
+            help="duckdb:///relative/path.db (duckdb:////absolute/path.db), "
+                 "postgresql://user@host/db (Redshift too) or "
                  "snowflake://user@account/database/schema?warehouse=WH",
         )
         source.add_argument(

@@ -112,6 +112,37 @@ def test_duckdb_result_columns_typo(emulator, tmp_path, capsys):
                   "  - data.amount: `revenu` matches no column; did you mean `revenue`?")
 
 
+def test_a_duckdb_url_with_three_slashes_before_an_absolute_path_names_the_file_it_meant(
+        emulator, tmp_path, capsys, monkeypatch):
+    # duckdb:///srv/w.db is srv/w.db, relative (SQLAlchemy's rule). Before, the launcher's check
+    # opened it with DuckDB's own error, "Cannot reach ... IOException ... database does not
+    # exist", naming neither the rule nor the file that was meant.
+    database = make_duckdb(tmp_path / "w.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    url = f"duckdb://{database}"      # three slashes before the absolute path
+    code = run_cli(emulator, tmp_path, FLAT_MAPPING, "--sql-url", url,
+                   "--sql-query", "SELECT * FROM orders")
+    relative = str(database)[1:]
+    assert_caught(code, capsys, emulator, tmp_path,
+                  f"capi-sync: No DuckDB file at {relative!r} (from {url!r}; relative to "
+                  f"{elsewhere}). Write duckdb:///relative/path.db or "
+                  f"duckdb:////absolute/path.db. There is a file at {database}: for it, write "
+                  f"duckdb:///{database} (four slashes).")
+
+
+def test_a_malformed_sql_url_is_a_configuration_error_not_an_unreachable_server(
+        emulator, tmp_path, capsys):
+    # Before: "capi-sync: Cannot reach duckdb:/w.db to check the query: ConfigError: ..."
+    code = run_cli(emulator, tmp_path, FLAT_MAPPING, "--sql-url", "duckdb:/w.db",
+                   "--sql-query", "SELECT * FROM orders")
+    assert_caught(code, capsys, emulator, tmp_path,
+                  "capi-sync: configuration error: Unsupported SQL URL 'duckdb:/w.db': use "
+                  "duckdb:///path/to/file.db, postgresql://user@host:5432/database (Redshift: its "
+                  "postgresql:// endpoint) or snowflake://user@account/database/schema?warehouse=WH.")
+
+
 def test_duckdb_reading_files_itself_in_memory(emulator, tmp_path, capsys):
     export = write_parquet(tmp_path / "export.parquet", [ca_row("order_1")])
     code = run_cli(emulator, tmp_path, TYPO_MAPPING, "--sql-url", "duckdb:///:memory:",
