@@ -175,7 +175,7 @@ def columns_of_sql(url: str, query: str, params: Mapping[str, Any] | None = None
     except CapiSyncError:    # ours (a malformed URL, no such DuckDB file): already worded
         raise
     except Exception as error:      # the driver's message may quote the URL: scrubbed
-        raise query_check_failure(url, error) from None
+        raise query_check_failure(url, error, query) from None
 
 
 def _duckdb_columns(url: str, query: str, params: Mapping[str, Any] | None) -> tuple[Column, ...]:

@@ -66,6 +66,8 @@ DUCKDB, POSTGRESQL, SNOWFLAKE = "duckdb", "postgresql", "snowflake"
 _SCHEMES = {"duckdb": DUCKDB, "postgresql": POSTGRESQL, "postgres": POSTGRESQL,
             "snowflake": SNOWFLAKE}
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+# Another tool's way of naming the since parameter (not `::since`, a cast, nor a longer name).
+_OTHER_SINCE_STYLE = re.compile(r"(?<![\w:@$])[:@$]since\b", re.IGNORECASE)
 _FIRST_TABLE = re.compile(r'\bfrom\s+((?:"[^"]+"|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|[\w$]+))*)',
                           re.IGNORECASE)
 _REDACTED = "***"
@@ -405,15 +407,21 @@ def result_columns(url: str, query: str, params: Mapping[str, Any] | None = None
     except CapiSyncError as error:
         raise type(error)(scrub(str(error), url)) from None
     except Exception as error:
-        raise query_check_failure(url, error) from None
+        raise query_check_failure(url, error, query) from None
 
 
-def query_check_failure(url: str, error: Exception) -> CapiSyncError:
+def query_check_failure(url: str, error: Exception, query: str = "") -> CapiSyncError:
     """What a failed check of the query (before any read) says: a ConfigError when the query
     itself is wrong (an unknown table or column, a syntax error), else a SqlSourceError (the
     server cannot be reached, the login is refused). No password in either."""
     message = scrub(str(error).strip(), url)
     if _is_query_error(error):
+        other = _OTHER_SINCE_STYLE.search(query)
+        if other:     # `:since` (SQLAlchemy, Snowflake), `@since` (BigQuery), `$since` (DuckDB)
+            return ConfigError(
+                f"The SQL query cannot run on {redact_url(url)}: {message} (the query writes "
+                f"{other.group(0)}; in --sql-query the --since value is written %(since)s, "
+                f"for every database)")
         return ConfigError(f"The SQL query cannot run on {redact_url(url)}: {message} "
                            f"(check the table and column names in --sql-query)")
     return SqlSourceError(f"Cannot reach {redact_url(url)} to check the query: "

@@ -542,6 +542,33 @@ def test_a_statement_the_read_only_file_cannot_run_is_a_query_error(duckdb_url: 
         columns_of_sql(duckdb_url, "DELETE FROM orders")
 
 
+@pytest.mark.parametrize("written", [":since", "@since", "$since", ":SINCE"])
+def test_a_query_naming_since_another_tools_way_is_told_the_one_way(
+        duckdb_url: str, pg_events_url: str, written: str) -> None:
+    # Before: the driver's "syntax error at or near ':'" and "check the table and column names".
+    from connectors.source_peek import columns_of_sql
+    query = f"SELECT * FROM orders WHERE created_at > {written}"
+    hint = (f"(the query writes {written}; in --sql-query the --since value is written "
+            f"%(since)s, for every database)")
+    for url in (duckdb_url, pg_events_url):
+        with pytest.raises(ConfigError) as failure:
+            columns_of_sql(url, query, {"since": datetime.datetime(2026, 11, 1)})
+        assert str(failure.value).startswith(f"The SQL query cannot run on {redact_url(url)}: ")
+        assert str(failure.value).endswith(hint)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM orderz WHERE created_at::since > 1",   # a cast to a type named since
+    "SELECT * FROM orderz WHERE since_ms > 1",
+    "SELECT * FROM orderz WHERE x > :sinced",
+])
+def test_a_wrong_query_without_another_since_style_keeps_the_plain_hint(
+        duckdb_url: str, query: str) -> None:
+    from connectors.source_peek import columns_of_sql
+    with pytest.raises(ConfigError, match=r"\(check the table and column names in --sql-query\)$"):
+        columns_of_sql(duckdb_url, query)
+
+
 def test_duckdb_connections_have_no_progress_bar(duckdb_url: str) -> None:
     from connectors.sql_source import open_duckdb
     connection = open_duckdb(duckdb_url)
