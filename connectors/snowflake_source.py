@@ -3,7 +3,9 @@
     --sql-url 'snowflake://ETL_USER@myorg-myaccount/ANALYTICS/PUBLIC?warehouse=LOAD_WH&role=ETL'
 
 URL: `snowflake://USER@ACCOUNT[/DATABASE[/SCHEMA]][?warehouse=..&role=..]`, ACCOUNT as Snowflake
-writes it (`myorg-myaccount`, or a locator like `xy12345.eu-west-1`). Needs the optional extra:
+writes it (`myorg-myaccount`, or a locator like `xy12345.eu-west-1`; a trailing
+`.snowflakecomputing.com`, copied from the account's URL, is dropped). A login gives up after
+LOGIN_TIMEOUT. Needs the optional extra:
 `pip install "capi-sync[snowflake]"`.
 
 Credentials never travel in the URL or on the command line (a password in the URL is refused);
@@ -45,6 +47,10 @@ _TYPE_KEYS = (b"logicalType", b"SNOWFLAKE_TYPE")     # Snowflake's Arrow metadat
 _URL_OPTIONS = {"warehouse": "adbc.snowflake.sql.warehouse", "role": "adbc.snowflake.sql.role"}
 _SECRET_OPTIONS = ("private_key_secret", "password_secret")
 _RESULT_QUEUE = "4"     # result chunks the driver prefetches: memory stays a few chunks deep
+# How long a login may take, retries included (the driver's default, 300 s, kept a launcher
+# whose account name was mistyped waiting for minutes; a login normally takes a second or two).
+LOGIN_TIMEOUT = "60s"
+_ACCOUNT_DOMAIN = ".snowflakecomputing.com"
 
 ENV_PRIVATE_KEY = "SNOWFLAKE_PRIVATE_KEY"
 ENV_PRIVATE_KEY_FILE = "SNOWFLAKE_PRIVATE_KEY_FILE"
@@ -94,8 +100,12 @@ def parse_snowflake_url(url: str) -> SnowflakeTarget:
             raise ConfigError(f"Snowflake URL option {key!r} is not one we pass on (known: "
                               f"{known}); credentials come from the environment or Secret "
                               f"Manager")
-    # The account keeps its case and dots as written (urlsplit lower-cases `hostname`).
+    # The account keeps its case and dots as written (urlsplit lower-cases `hostname`). The
+    # driver appends the domain itself: an account copied with it would be looked up as
+    # myorg-acct.snowflakecomputing.com.snowflakecomputing.com (and retried until the timeout).
     account = parts.netloc.rsplit("@", 1)[1].split(":", 1)[0]
+    if account.lower().endswith(_ACCOUNT_DOMAIN):
+        account = account[:-len(_ACCOUNT_DOMAIN)]
     return SnowflakeTarget(
         user=unquote(parts.username), account=account,
         database=path[0] if path else None, schema=path[1] if len(path) > 1 else None,
@@ -116,7 +126,8 @@ def connection_options(target: SnowflakeTarget, environ: Mapping[str, str] | Non
     if read_secret is None:
         from connectors.secrets import read_secret_manager as read_secret
     options = {"username": target.user, "adbc.snowflake.sql.account": target.account,
-               "adbc.snowflake.sql.client_option.app_name": "capi-sync"}
+               "adbc.snowflake.sql.client_option.app_name": "capi-sync",
+               "adbc.snowflake.sql.client_option.login_timeout": LOGIN_TIMEOUT}
     if target.database:
         options["adbc.snowflake.sql.db"] = target.database
     if target.schema:

@@ -36,6 +36,13 @@ SECRET = "projects/acme/secrets/sf-etl-key"
      SnowflakeTarget("etl", "acct", "DB", "S", private_key_secret=SECRET + "/versions/latest")),
     (f"snowflake://etl@acct?password_secret={SECRET}/versions/3",
      SnowflakeTarget("etl", "acct", password_secret=SECRET + "/versions/3")),
+    # the account copied from its URL: the driver adds the domain itself (before, it looked up
+    # xy12345.eu-west-1.snowflakecomputing.com.snowflakecomputing.com for minutes)
+    ("snowflake://etl@xy12345.eu-west-1.snowflakecomputing.com/DB",
+     SnowflakeTarget("etl", "xy12345.eu-west-1", "DB")),
+    ("snowflake://etl@MyOrg-Acct.SnowflakeComputing.com", SnowflakeTarget("etl", "MyOrg-Acct")),
+    ("snowflake://etl@xy12345.us-east-1.privatelink.snowflakecomputing.com",
+     SnowflakeTarget("etl", "xy12345.us-east-1.privatelink")),
 ])
 def test_parse_snowflake_url(url: str, target: SnowflakeTarget) -> None:
     assert dialect_of(url) == "snowflake"
@@ -57,6 +64,8 @@ def test_bad_snowflake_urls_fail_when_the_graph_is_built(url: str, message: str)
 
 BASE = {"username": "etl", "adbc.snowflake.sql.account": "acct",
         "adbc.snowflake.sql.client_option.app_name": "capi-sync",
+        # a login gives up within a minute (the driver's own default: 300 s)
+        "adbc.snowflake.sql.client_option.login_timeout": "60s",
         "adbc.snowflake.sql.db": "DB", "adbc.snowflake.sql.warehouse": "WH"}
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIB...\n-----END PRIVATE KEY-----"
 
@@ -83,6 +92,17 @@ def test_credentials_come_from_the_environment_or_secret_manager(
         query: str, environ: dict, secrets: dict, extra: dict) -> None:
     target = parse_snowflake_url(f"snowflake://etl@acct/DB?warehouse=WH{query}")
     assert connection_options(target, environ, secrets.__getitem__) == {**BASE, **extra}
+
+
+def test_the_driver_takes_every_option_we_give_it() -> None:
+    # The ADBC database is made and its options parsed without a network round trip (the
+    # login happens when a connection opens): a value the driver cannot read, such as a
+    # login_timeout without its unit ("60"), fails here.
+    import adbc_driver_snowflake
+    target = parse_snowflake_url("snowflake://etl@myorg-acct/DB/S?warehouse=WH&role=ETL")
+    database = adbc_driver_snowflake.connect(
+        db_kwargs=connection_options(target, {"SNOWFLAKE_PASSWORD": "pw"}, lambda name: ""))
+    database.close()
 
 
 def test_no_credentials_is_a_configuration_error() -> None:
