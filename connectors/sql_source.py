@@ -225,6 +225,7 @@ def read_duckdb_batches(url: str, query: str, params: Mapping[str, Any] | None,
 
 ADBC, CURSOR = "adbc", "cursor"
 _READER_OPTION = "reader"               # postgresql://...?reader=cursor (ours; not sent to libpq)
+CONNECT_TIMEOUT_S = 30                  # libpq's connect_timeout, when the URL sets none
 _REDSHIFT_HOSTS = (".redshift.amazonaws.com", ".redshift-serverless.amazonaws.com")
 _BATCH_HINT_BYTES = str(8 << 20)        # ADBC sizes its batches in bytes; rebatch() counts rows
 # What the ADBC driver says when the server speaks the protocol but lacks what it needs (no
@@ -235,7 +236,9 @@ _ADBC_UNSUPPORTED = ("could not begin COPY", "Failed to build type mapping table
 
 def postgresql_reader(url: str) -> tuple[str, str]:
     """(reader, the URL for the driver): `?reader=adbc|cursor` chooses, else ADBC except for a
-    Redshift host (its COPY has no binary format and no query form)."""
+    Redshift host (its COPY has no binary format and no query form). The driver's URL has a
+    `connect_timeout` (CONNECT_TIMEOUT_S unless the URL sets one): without it libpq waits for
+    ever on a server that takes the connection and never answers."""
     parts = urlsplit(url)
     options = parse_qsl(parts.query, keep_blank_values=True)
     chosen = [value.lower() for key, value in options if key == _READER_OPTION]
@@ -245,6 +248,8 @@ def postgresql_reader(url: str) -> tuple[str, str]:
     rest = [(key, value) for key, value in options if key != _READER_OPTION]
     driver_url = url if not chosen else (
         f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{urlencode(rest)}" if rest else ""))
+    if not any(key == "connect_timeout" for key, _ in rest):
+        driver_url += ("&" if rest else "?") + f"connect_timeout={CONNECT_TIMEOUT_S}"
     if chosen:
         return chosen[-1], driver_url
     return (CURSOR if is_redshift(url) else ADBC), driver_url

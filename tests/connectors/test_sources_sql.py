@@ -477,20 +477,79 @@ def test_postgresql_server_dropping_mid_read_fails_the_read(postgres_url: str) -
 
 
 @pytest.mark.parametrize("url, reader, driver_url", [
-    ("postgresql://etl@db:5432/prod", "adbc", "postgresql://etl@db:5432/prod"),
+    ("postgresql://etl@db:5432/prod", "adbc", "postgresql://etl@db:5432/prod?connect_timeout=30"),
     ("postgresql://etl@db/prod?reader=cursor&sslmode=require", "cursor",
-     "postgresql://etl@db/prod?sslmode=require"),
-    ("postgresql://etl@db/prod?reader=adbc", "adbc", "postgresql://etl@db/prod"),
+     "postgresql://etl@db/prod?sslmode=require&connect_timeout=30"),
+    ("postgresql://etl@db/prod?reader=adbc", "adbc", "postgresql://etl@db/prod?connect_timeout=30"),
     ("postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev", "cursor",
-     "postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev"),
+     "postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev?connect_timeout=30"),
     ("postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev", "cursor",
-     "postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev"),
+     "postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev"
+     "?connect_timeout=30"),
     ("postgresql://etl@acme.redshift.amazonaws.com/dev?reader=adbc", "adbc",
-     "postgresql://etl@acme.redshift.amazonaws.com/dev"),
+     "postgresql://etl@acme.redshift.amazonaws.com/dev?connect_timeout=30"),
+    ("postgresql://etl@db/prod?connect_timeout=5", "adbc",       # the URL's own is kept
+     "postgresql://etl@db/prod?connect_timeout=5"),
 ])
 def test_postgresql_reader_choice(url: str, reader: str, driver_url: str) -> None:
     from connectors.sql_source import postgresql_reader
     assert postgresql_reader(url) == (reader, driver_url)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on 127.0.0.1 that takes every connection and never says a word."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("reader", ["the query check", "ADBC", "cursor"])
+def test_a_postgresql_server_that_never_answers_is_given_up_on(
+        silent_server: int, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    # Before, libpq waited for ever: the launcher's check hung the scheduled job.
+    import threading
+
+    from connectors import sql_source
+    monkeypatch.setattr(sql_source, "CONNECT_TIMEOUT_S", 1)
+    url = f"postgresql://etl@127.0.0.1:{silent_server}/prod"
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            if reader == "the query check":
+                result_columns(url, "SELECT 1")
+            else:
+                option = "?reader=cursor" if reader == "cursor" else ""
+                list(sql_source.read_postgresql_batches(url + option, "SELECT 1", None, 10))
+        except BaseException as error:      # noqa: BLE001 - what the caller would see
+            outcome.append(error)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(20)
+    assert not attempt.is_alive(), "still waiting for the server after 20 s"
+    assert len(outcome) == 1 and "timeout expired" in str(outcome[0])
 
 
 def test_postgresql_reader_option_is_checked() -> None:
