@@ -215,6 +215,9 @@ def _postgresql_columns(url: str, query: str, params: Mapping[str, Any] | None
             return tuple(columns)
 
 
+BIGQUERY_CHECK_TIMEOUT_S = 60.0
+
+
 def columns_of_bigquery(table: str | None = None, query: str | None = None,
                         project: str | None = None) -> SourceColumns:
     """The table's schema, or a dry run's result schema for a query (no bytes billed).
@@ -223,11 +226,15 @@ def columns_of_bigquery(table: str | None = None, query: str | None = None,
     from google.cloud import bigquery
 
     client = bigquery.Client(project=project)
+    # A deadline for the look (the client's default retries for up to 600 s, offline too).
+    retry = bigquery.DEFAULT_RETRY.with_timeout(BIGQUERY_CHECK_TIMEOUT_S)
     if table is not None:
-        schema = client.get_table(table.replace(":", ".")).schema
+        schema = client.get_table(table.replace(":", "."), retry=retry,
+                                  timeout=BIGQUERY_CHECK_TIMEOUT_S).schema
         return SourceColumns(f"bigquery:{table} (the table schema)", columns_from_bigquery(schema))
     job = client.query(query, job_config=bigquery.QueryJobConfig(dry_run=True,
-                                                                 use_query_cache=False))
+                                                                 use_query_cache=False),
+                       retry=retry, timeout=BIGQUERY_CHECK_TIMEOUT_S)
     return SourceColumns("bigquery query (a dry run's result schema)",
                          columns_from_bigquery(job.schema))
 

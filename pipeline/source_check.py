@@ -21,6 +21,13 @@ from transforms.schema_check import check_mapping, raise_for_problems
 LOG = logging.getLogger(__name__)
 
 
+NO_GOOGLE_CREDENTIALS = (
+    "No Google credentials on this machine: BigQuery needs them to read the table or query, "
+    "and Dataflow to submit the job. Run `gcloud auth application-default login`, or set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a service account's key file, then run again "
+    "(a --dry_run True of a Dataflow job needs none).")
+
+
 def sql_params(query: str, since: dt.datetime | None) -> dict | None:
     """The parameters the pipeline binds to a SQL query (pipeline/graph.py does the same)."""
     return {"since": since} if since is not None and "since" in query else None
@@ -50,7 +57,12 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
     try:
         return source_peek.columns_of_bigquery(opts.bigquery_table, opts.bigquery_query,
                                                project)
-    except Exception as error:   # noqa: BLE001 - no credentials on the launcher: the read decides
+    except Exception as error:   # noqa: BLE001 - the read decides (e.g. no permission to look)
+        from google.auth.exceptions import DefaultCredentialsError
+        if isinstance(error, DefaultCredentialsError):
+            # Reading (DirectRunner) and submitting (Dataflow) need them too: without them
+            # Beam retried, read "anonymously" and waited on BigQuery for many minutes.
+            raise ConfigError(NO_GOOGLE_CREDENTIALS) from None
         LOG.warning("The BigQuery schema could not be read (%s); the mapping was not checked "
                     "against it.", type(error).__name__)
         return None

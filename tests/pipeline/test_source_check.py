@@ -169,6 +169,32 @@ def test_postgresql_result_columns_typo(emulator, tmp_path, capsys, postgres_url
     assert emulator.stats["requests"] == 0 and emulator.recorded_events() == []
 
 
+@pytest.mark.parametrize("source", [["--bigquery-table", "my-project.shop.orders"],
+                                    ["--bigquery-query", "SELECT * FROM shop.orders"]])
+def test_bigquery_without_google_credentials_exits_2_before_anything(emulator, tmp_path, source):
+    # Before: a warning, then Beam retried the credentials, read "anonymously" and waited on
+    # BigQuery for many minutes (offline: more than 5).
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.source_check import NO_GOOGLE_CREDENTIALS
+    env = {key: value for key, value in os.environ.items()
+           if key != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env.update(OPENAI_CAPI_API_KEY=EMULATOR_API_KEY, CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),
+               NO_GCE_CHECK="True")     # no gcloud login, no metadata server
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *source, "--pixel-id", EMULATOR_PIXEL_ID,
+         "--endpoint", emulator.url, "--dead-letter", str(tmp_path / "dead" / "dead"),
+         "--temp_location", str(tmp_path / "tmp")],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.endswith(f"capi-sync: configuration error: {NO_GOOGLE_CREDENTIALS}\n"
+                                "Run `capi-sync --help` for the options.\n")
+    assert "Traceback" not in done.stderr
+    assert emulator.request_log == []
+
+
 def test_bigquery_table_schema_from_schema_objects():
     """No GCP here: the schema objects BigQuery's client and Beam's reader hand out."""
     mapping = parse_mapping(FLAT_MAPPING, "mapping.yaml")
