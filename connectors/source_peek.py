@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from connectors import file_source as files
@@ -68,13 +69,25 @@ class SourceColumns:
     columns: tuple[Column, ...] | None
 
 
+class InputNotListed(OSError):
+    """The file system could not list what an --input pattern names (no access to the bucket,
+    no credentials, no network): the message names the pattern and the cause."""
+
+
 def matched_files(patterns: Sequence[str]) -> list[str]:
     """The files the patterns match, each once, in order (no file read). Raises
     FileNotFoundError for a path without a wildcard that names no file, IsADirectoryError for
-    one that names a local folder (the readers would fail on either once the run started)."""
+    one that names a local folder (the readers would fail on either once the run started),
+    InputNotListed when the file system cannot list a pattern at all."""
     paths: dict[str, None] = {}
     for pattern in patterns:
-        for path in files.match_paths(pattern):
+        try:
+            matched = files.match_paths(pattern)
+        except BeamIOError as error:
+            causes = "; ".join(f"{type(cause).__name__}: {cause}"
+                               for cause in (error.exception_details or {}).values()) or str(error)
+            raise InputNotListed(f"--input {pattern} cannot be listed ({causes[:300]})") from None
+        for path in matched:
             if not files.has_wildcard(pattern) and FileSystems.get_scheme(path) is None \
                     and os.path.isdir(path):
                 raise IsADirectoryError(

@@ -193,7 +193,8 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
     if not dry_run:      # a dry run touches no output and no source
         check_outputs_writable(opts, dead_letter_prefix)
         schema_notes = check_source(opts, mapping_plan, lower_bound,
-                                    options.view_as(GoogleCloudOptions).project)
+                                    options.view_as(GoogleCloudOptions).project,
+                                    local=options.view_as(StandardOptions).runner in DIRECT_RUNNERS)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,

@@ -33,8 +33,11 @@ def sql_params(query: str, since: dt.datetime | None) -> dict | None:
     return {"since": since} if since is not None and "since" in query else None
 
 
-def source_columns(opts, since: dt.datetime | None = None, project: str | None = None):
-    """The SourceColumns of the configured source, or None for a replay of dead letters."""
+def source_columns(opts, since: dt.datetime | None = None, project: str | None = None,
+                   local: bool = True):
+    """The SourceColumns of the configured source, or None for a replay of dead letters.
+    `local`: this machine runs the workers too (DirectRunner), so what it cannot list, the run
+    cannot read."""
     from connectors import source_peek
 
     if opts.input:
@@ -45,6 +48,14 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
             return source_peek.columns_of_files(opts.input, opts.input_format)
         except (FileNotFoundError, IsADirectoryError) as error:   # --input names nothing
             raise ConfigError(f"--input {error}") from None
+        except source_peek.InputNotListed as error:
+            if local:   # before: MatchFiles failed in the run, a Beam traceback and exit 1
+                raise ConfigError(f"{error}. Check the location, this machine's access to it "
+                                  f"(for gs://: `gcloud auth application-default login`) and "
+                                  f"its network.") from None
+            LOG.warning("%s; the mapping was not checked against the files (the workers "
+                        "list them with their own access).", error)
+            return None
         except ValueError as error:     # a name whose extension says nothing: --input-format
             raise ConfigError(str(error)) from None
         except Exception as error:      # noqa: BLE001 - an unreadable file: the read decides
@@ -69,12 +80,12 @@ def source_columns(opts, since: dt.datetime | None = None, project: str | None =
 
 
 def check_source(opts, mapping_plan, since: dt.datetime | None = None,
-                 project: str | None = None) -> tuple[str, ...] | None:
+                 project: str | None = None, local: bool = True) -> tuple[str, ...] | None:
     """Raises MappingFileError for paths that match no column; returns the notes, or None
     when the source's columns are not known before the run (nothing was checked)."""
     from transforms.mapping import base_plan
 
-    found = source_columns(opts, since, project)
+    found = source_columns(opts, since, project, local)
     if found is None or found.columns is None:
         return None
     result = check_mapping(mapping_plan, found.columns, found.label, base_plan(mapping_plan))

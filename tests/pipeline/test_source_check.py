@@ -11,7 +11,10 @@ import csv
 import duckdb
 import psycopg
 import pytest
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.gcp.internal.clients import bigquery as beam_bigquery
+from apache_beam.io.localfilesystem import LocalFileSystem
+from apache_beam.options.pipeline_options import PipelineOptions
 from google.cloud.bigquery import SchemaField
 
 from pipeline.cli import main
@@ -193,6 +196,46 @@ def test_bigquery_without_google_credentials_exits_2_before_anything(emulator, t
                                 "Run `capi-sync --help` for the options.\n")
     assert "Traceback" not in done.stderr
     assert emulator.request_log == []
+
+
+class _UnlistableFileSystem(LocalFileSystem):
+    """`unlistable://…`: a file system (found by Beam through its scheme, as gcsio is) whose
+    every listing fails, as gs:// does for a bucket this machine has no access to."""
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "unlistable"
+
+    def match(self, patterns, limits=None):
+        raise BeamIOError("Match operation failed", {
+            pattern: PermissionError("403 storage.objects.list denied") for pattern in patterns})
+
+
+def test_an_input_this_machine_cannot_list_exits_2_before_anything(emulator, tmp_path, capsys):
+    # Before: a warning, then MatchFiles failed inside the run: a Beam traceback and exit 1
+    # (offline, for gs://, after four minutes).
+    code = main(["--input", "unlistable://my-bucket/exports/*.parquet", "--pixel-id",
+                 EMULATOR_PIXEL_ID, "--endpoint", emulator.url, "--dead-letter",
+                 str(tmp_path / "dead" / "dead"), "--direct_num_workers", "1",
+                 "--direct_running_mode", "in_memory"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.endswith(
+        "capi-sync: configuration error: --input unlistable://my-bucket/exports/*.parquet "
+        "cannot be listed (PermissionError: 403 storage.objects.list denied). Check the location, "
+        "this machine's access to it (for gs://: `gcloud auth application-default login`) and "
+        "its network.\nRun `capi-sync --help` for the options.\n")
+    assert "Traceback" not in err and emulator.request_log == []
+
+
+def test_on_dataflow_an_input_the_launcher_cannot_list_is_left_to_the_workers(caplog):
+    from pipeline.options import CapiSyncOptions
+    from pipeline.source_check import source_columns
+    opts = PipelineOptions(["--input", "unlistable://b/*.parquet"]).view_as(CapiSyncOptions)
+    assert source_columns(opts, local=False) is None
+    assert ("--input unlistable://b/*.parquet cannot be listed (PermissionError: 403 "
+            "storage.objects.list denied); the mapping was not checked against the files (the "
+            "workers list them with their own access).") in caplog.text
 
 
 def test_bigquery_table_schema_from_schema_objects():
