@@ -226,6 +226,11 @@ def read_duckdb_batches(url: str, query: str, params: Mapping[str, Any] | None,
 ADBC, CURSOR = "adbc", "cursor"
 _READER_OPTION = "reader"               # postgresql://...?reader=cursor (ours; not sent to libpq)
 CONNECT_TIMEOUT_S = 30                  # libpq's connect_timeout, when the URL sets none
+# Besides connect_timeout, unless the URL sets them: TCP keepalives that find a vanished server
+# (a dropped NAT entry, a failed-over host) within about a minute of silence, where the
+# kernel's default waits two hours before its first probe. A server busy on a long query still
+# answers the probes.
+_KEEPALIVES = (("keepalives_idle", 30), ("keepalives_interval", 10), ("keepalives_count", 3))
 _REDSHIFT_HOSTS = (".redshift.amazonaws.com", ".redshift-serverless.amazonaws.com")
 _BATCH_HINT_BYTES = str(8 << 20)        # ADBC sizes its batches in bytes; rebatch() counts rows
 # What the ADBC driver says when the server speaks the protocol but lacks what it needs (no
@@ -237,8 +242,9 @@ _ADBC_UNSUPPORTED = ("could not begin COPY", "Failed to build type mapping table
 def postgresql_reader(url: str) -> tuple[str, str]:
     """(reader, the URL for the driver): `?reader=adbc|cursor` chooses, else ADBC except for a
     Redshift host (its COPY has no binary format and no query form). The driver's URL has a
-    `connect_timeout` (CONNECT_TIMEOUT_S unless the URL sets one): without it libpq waits for
-    ever on a server that takes the connection and never answers."""
+    `connect_timeout` (CONNECT_TIMEOUT_S unless the URL sets one: without it libpq waits for
+    ever on a server that takes the connection and never answers) and TCP keepalives
+    (_KEEPALIVES)."""
     parts = urlsplit(url)
     options = parse_qsl(parts.query, keep_blank_values=True)
     chosen = [value.lower() for key, value in options if key == _READER_OPTION]
@@ -248,8 +254,11 @@ def postgresql_reader(url: str) -> tuple[str, str]:
     rest = [(key, value) for key, value in options if key != _READER_OPTION]
     driver_url = url if not chosen else (
         f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{urlencode(rest)}" if rest else ""))
-    if not any(key == "connect_timeout" for key, _ in rest):
-        driver_url += ("&" if rest else "?") + f"connect_timeout={CONNECT_TIMEOUT_S}"
+    given = {key for key, _ in rest}
+    added = [f"{key}={value}" for key, value in (("connect_timeout", CONNECT_TIMEOUT_S),
+                                                  *_KEEPALIVES) if key not in given]
+    if added:
+        driver_url += ("&" if rest else "?") + "&".join(added)
     if chosen:
         return chosen[-1], driver_url
     return (CURSOR if is_redshift(url) else ADBC), driver_url

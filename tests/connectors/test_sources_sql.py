@@ -476,24 +476,45 @@ def test_postgresql_server_dropping_mid_read_fails_the_read(postgres_url: str) -
     assert DB_PASSWORD not in str(failure.value)
 
 
+# TCP keepalives: a vanished server is found within about a minute of silence (the kernel's
+# default waits two hours before its first probe)
+KEEPALIVES = "&keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+
+
 @pytest.mark.parametrize("url, reader, driver_url", [
-    ("postgresql://etl@db:5432/prod", "adbc", "postgresql://etl@db:5432/prod?connect_timeout=30"),
+    ("postgresql://etl@db:5432/prod", "adbc",
+     "postgresql://etl@db:5432/prod?connect_timeout=30" + KEEPALIVES),
     ("postgresql://etl@db/prod?reader=cursor&sslmode=require", "cursor",
-     "postgresql://etl@db/prod?sslmode=require&connect_timeout=30"),
-    ("postgresql://etl@db/prod?reader=adbc", "adbc", "postgresql://etl@db/prod?connect_timeout=30"),
+     "postgresql://etl@db/prod?sslmode=require&connect_timeout=30" + KEEPALIVES),
+    ("postgresql://etl@db/prod?reader=adbc", "adbc",
+     "postgresql://etl@db/prod?connect_timeout=30" + KEEPALIVES),
     ("postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev", "cursor",
-     "postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev?connect_timeout=30"),
+     "postgresql://etl@acme.abc123.us-east-1.redshift.amazonaws.com:5439/dev?connect_timeout=30"
+     + KEEPALIVES),
     ("postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev", "cursor",
      "postgresql://etl@wg.123.eu-west-1.redshift-serverless.amazonaws.com:5439/dev"
-     "?connect_timeout=30"),
+     "?connect_timeout=30" + KEEPALIVES),
     ("postgresql://etl@acme.redshift.amazonaws.com/dev?reader=adbc", "adbc",
-     "postgresql://etl@acme.redshift.amazonaws.com/dev?connect_timeout=30"),
-    ("postgresql://etl@db/prod?connect_timeout=5", "adbc",       # the URL's own is kept
-     "postgresql://etl@db/prod?connect_timeout=5"),
+     "postgresql://etl@acme.redshift.amazonaws.com/dev?connect_timeout=30" + KEEPALIVES),
+    ("postgresql://etl@db/prod?connect_timeout=5&keepalives_idle=600", "adbc",   # the URL's own
+     "postgresql://etl@db/prod?connect_timeout=5&keepalives_idle=600"
+     "&keepalives_interval=10&keepalives_count=3"),
 ])
 def test_postgresql_reader_choice(url: str, reader: str, driver_url: str) -> None:
     from connectors.sql_source import postgresql_reader
     assert postgresql_reader(url) == (reader, driver_url)
+
+
+def test_libpq_takes_the_deadlines_we_add(pg_events_url: str) -> None:
+    # An option libpq does not know fails the connection ("invalid URI query parameter"); the
+    # end-to-end reads (ADBC, cursor) connect with these URLs too.
+    from connectors.sql_source import postgresql_reader
+    with psycopg.connect(postgresql_reader(pg_events_url)[1]) as connection:
+        settings = dict(item.split("=", 1) for item in connection.info.dsn.split())
+    assert {key: settings.get(key) for key in ("connect_timeout", "keepalives_idle",
+                                               "keepalives_interval", "keepalives_count")} == {
+        "connect_timeout": "30", "keepalives_idle": "30", "keepalives_interval": "10",
+        "keepalives_count": "3"}
 
 
 @pytest.fixture
