@@ -13,7 +13,8 @@ each HTTP status maps to one `Action`:
 - STOP_AUTH (401, 403): raise `AuthenticationError`; this client never sends again (the latch).
 - STOP_ENDPOINT (3xx, 404, 405): the endpoint is wrong, not the events (redirects are never
   followed: the key would go along). Raise `WrongEndpointError`, latched like a refused key: the
-  run stops, and no event is counted as rejected.
+  run stops, and no event is counted as rejected. A TLS certificate that fails verification
+  (no status: label CERTIFICATE_ERROR) is answered the same way: every request would fail alike.
 - RETRY (408, 429, 5xx, and attempts with no answer: timeouts, dropped connections): retry with
   exponential backoff and full jitter, honouring `Retry-After`, within a `RetryPolicy` budget;
   afterwards the events come back as `retries_exhausted` outcomes (replayable dead letters).
@@ -38,6 +39,7 @@ import itertools
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -72,6 +74,7 @@ _SHORTEST_ATTEMPT_S = 0.01     # less time left in the budget than this: not wor
 # The strict encoder, for the rare event orjson would change: orjson writes NaN/Infinity as null.
 _EVENT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _INT_ONLY = frozenset({int})
+CERTIFICATE_ERROR = "certificate_error"    # a status label: the server's TLS certificate failed
 
 __all__ = [
     "DEFAULT_RETRY_POLICY", "Action", "AuthenticationError", "CapiClient", "DeliveryOutcome",
@@ -214,6 +217,8 @@ class _Reply:
 
     @property
     def action(self) -> Action:
+        if self.label == CERTIFICATE_ERROR:    # every request would fail alike: no retry
+            return Action.STOP_ENDPOINT
         return delivery_action(self.status)
 
 
@@ -398,6 +403,10 @@ class CapiClient:
                       location=self._mask(location) if location else None)
 
     def _no_answer(self, exc: requests.RequestException, expired: bool, total_s: float) -> _Reply:
+        refused = _certificate_error(exc)
+        if refused is not None:
+            return _Reply(None, CERTIFICATE_ERROR, self._mask(
+                refused.verify_message or refused.reason or str(refused)))
         if expired:
             return _Reply(None, "timeout", f"timeout: no complete answer within the attempt's "
                                            f"deadline of {total_s:.1f}s")
@@ -428,6 +437,13 @@ class CapiClient:
             return self._stop_error
 
     def _endpoint_message(self, reply: _Reply) -> str:
+        if reply.label == CERTIFICATE_ERROR:
+            return (f"Wrong endpoint (TLS certificate of {self.endpoint} not verified: "
+                    f"{reply.message}): this is not a certificate this machine trusts for the "
+                    "API. Behind a proxy that inspects TLS, give its CA bundle in "
+                    "REQUESTS_CA_BUNDLE=/path/to/ca.pem; else check --endpoint "
+                    f"(default {DEFAULT_ENDPOINT}). No event was rejected. No further requests "
+                    "are sent.")
         if reply.status is not None and 300 <= reply.status < 400:
             cause = (f"it redirects to {reply.location or 'an unnamed location'}, and redirects "
                      "are not followed (the key would go along)")
@@ -636,6 +652,23 @@ class _Call:
             if self.outcomes[index] is None:
                 self.rejected += 1
             self.outcomes[index] = DeliveryOutcome(self.events[index], False, reason, detail)
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a requests error, if that is what it is
+    (requests -> urllib3 -> ssl, through causes, contexts, `reason` and args)."""
+    pending: list[Any] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
+        pending.extend((error.__cause__, error.__context__, getattr(error, "reason", None),
+                        *error.args))
+    return None
 
 
 def _not_json(body: bytes) -> bool:

@@ -119,6 +119,39 @@ def test_a_wrong_endpoint_at_preflight_is_the_same_error():
         assert len(server.received) == 1
 
 
+def test_a_certificate_this_machine_does_not_trust_stops_delivery_at_once(tls, monkeypatch):
+    # A TLS-inspecting proxy, or a host that is not the API. Before: retried as a
+    # connection_error until the budget ran out, then retries_exhausted dead letters.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    context, _ = tls
+    with HostileServer(answer(200), tls=context) as server:
+        client = CapiClient(server.url, PIXEL, KEY, retry=FAST)
+        with pytest.raises(WrongEndpointError) as raised:
+            finishes_within(10, client.deliver, make_events(3))
+        with pytest.raises(WrongEndpointError):     # latched: nothing more is tried
+            client.deliver(make_events(3, start=3))
+        with pytest.raises(WrongEndpointError, match=r"Wrong endpoint \(TLS certificate"):
+            client.preflight()
+        received = len(server.received)
+    assert str(raised.value) == (
+        f"Wrong endpoint (TLS certificate of {server.url} not verified: self-signed "
+        "certificate): this is not a certificate this machine trusts for the API. Behind a "
+        "proxy that inspects TLS, give its CA bundle in REQUESTS_CA_BUNDLE=/path/to/ca.pem; "
+        "else check --endpoint (default https://bzr.openai.com/v1/events). No event was "
+        "rejected. No further requests are sent.")
+    assert client.stats["requests"] == 1 and client.stats["retries"] == 0
+    assert received == 0          # no request got past the handshake
+
+
+def test_the_same_certificate_in_requests_ca_bundle_is_trusted(tls, monkeypatch):
+    context, ca_file = tls
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    with HostileServer(answer(200), tls=context) as server:
+        client = CapiClient(server.url, PIXEL, KEY, retry=FAST)
+        assert [o.accepted for o in client.deliver(make_events(2))] == [True, True]
+
+
 # -- point 5: a 2xx whose body is not JSON is counted and warned about --------------------------
 
 HTML = b"<html><body>Welcome to Airport WiFi. Please log in.</body></html>"

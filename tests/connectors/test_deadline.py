@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
-import subprocess
 import time
 
 import pytest
@@ -36,20 +34,6 @@ def test_a_request_that_finishes_in_time_is_untouched():
         connection = WATCHED_POOLS["http"]("127.0.0.1", int(server.origin.rsplit(":", 1)[1]))
         response = connection.urlopen("POST", "/v1/events", body=b"{}")
     assert (response.status, attempt.expired) == (200, False)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    """(server context, CA file) for a self-signed certificate of 127.0.0.1 made by openssl."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context, str(cert)
 
 
 def test_a_body_trickled_over_tls_is_cut_at_the_deadline(tls, monkeypatch):

@@ -88,6 +88,23 @@ def test_2xx_answers_that_are_not_json_are_counted_and_hold_the_watermark(capsys
     assert code == 0
 
 
+def test_an_untrusted_certificate_at_the_preflight_is_one_line_and_exit_2(
+        capsys, tmp_path, tls, monkeypatch):
+    # Before: three connection_error retries, then a line ending in urllib3's
+    # "Max retries exceeded ... SSLCertVerificationError(...)".
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with HostileServer(answer(200), tls=tls[0]) as server:
+        code, output = run_cli(capsys, server, tmp_path, 2)
+        requests = len(server.received)
+    assert code == 2
+    assert (f"capi-sync: Wrong endpoint (TLS certificate of {server.url} not verified: "
+            "self-signed certificate): this is not a certificate this machine trusts for the API."
+            " Behind a proxy that inspects TLS, give its CA bundle in REQUESTS_CA_BUNDLE=") in output
+    assert "retry" not in output and "Traceback" not in output
+    assert requests == 0 and not (tmp_path / "report.json").exists()
+
+
 def test_a_wrong_endpoint_at_the_preflight_is_a_configuration_error(capsys, tmp_path):
     with HostileServer(answer(404, b"<h1>Not Found</h1>", content_type="text/html")) as server:
         code, output = run_cli(capsys, server, tmp_path, 2)
