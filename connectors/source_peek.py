@@ -57,6 +57,7 @@ from transforms.schema_check import (
 _LOG = logging.getLogger(__name__)
 
 MAX_SCHEMA_FILES = 20
+BIGQUERY_CHECK_TIMEOUT_S = 60.0     # the launcher's look at a BigQuery schema
 _PG_JSON_TYPES = frozenset({"json", "jsonb", "record"})
 
 
@@ -226,9 +227,6 @@ def _postgresql_columns(url: str, query: str, params: Mapping[str, Any] | None
                 else:
                     columns.append(Column(column.name))
             return tuple(columns)
-
-
-BIGQUERY_CHECK_TIMEOUT_S = 60.0
 
 
 def columns_of_bigquery(table: str | None = None, query: str | None = None,

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import os
 import signal
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only the main thread may set a signal handler (tests call main() from a thread too).
     in_main_thread = threading.current_thread() is threading.main_thread()
     with warm_workers.started(warm_workers.plan_local_runner(argv)) as local:
-        stop = functools.partial(_stop_on_signal, local.pool)
-        previous = ({number: signal.signal(number, stop) for number in STOP_SIGNALS}
+        previous = ({number: signal.signal(number, _stop_on_signal) for number in STOP_SIGNALS}
                     if in_main_thread else {})
         try:
             return _run(argv, local)
@@ -106,7 +104,7 @@ STOP_SIGNALS = {signal.SIGINT: (INTERRUPTED, EXIT_INTERRUPTED),
                 signal.SIGTERM: (TERMINATED, EXIT_TERMINATED)}
 
 
-def _stop_on_signal(pool, signum, frame) -> None:
+def _stop_on_signal(signum, frame) -> None:
     """One line and exit 130 (Ctrl-C) or 143 (SIGTERM), at once: no Beam thread gets to print
     its traceback.
 
@@ -120,22 +118,30 @@ def _stop_on_signal(pool, signum, frame) -> None:
     print(line, file=sys.stderr, flush=True)
     # The last line: Beam's threads that watch a worker process would report its death.
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    pool.kill_all()
     _kill_child_processes()
     sys.stdout.flush()
     os._exit(code)
 
 
 def _kill_child_processes() -> None:
-    """Kills what else this process started: Beam's own SDK workers when the speed-ups are off
-    (--no-warm-workers, or a Beam version the tests did not run with), which otherwise outlive
-    the launcher by a moment and each print gRPC tracebacks into the scheduler's log."""
+    """Kills every process this one started: the warm workers, taken or not, and Beam's own
+    SDK workers when the speed-ups are off (--no-warm-workers, or a Beam version the tests did
+    not run with), which otherwise outlive the launcher by a moment and each print gRPC
+    tracebacks into the scheduler's log."""
     import psutil
-    for child in psutil.Process().children(recursive=True):
-        try:
-            child.kill()
-        except psutil.Error:      # already gone
-            pass
+    launcher = psutil.Process()
+    for _ in range(2):      # the second look finds a worker that was being started
+        children = launcher.children(recursive=True)
+        # All stopped first, then killed: a worker killed while another still ran made Beam's
+        # threads here stop that other one, which printed its gRPC channel's cancellation.
+        for act in (psutil.Process.suspend, psutil.Process.kill):
+            for child in children:
+                try:
+                    act(child)
+                except psutil.Error:      # already gone
+                    pass
+        # Gone before this process exits and closes their gRPC channels, which they would report.
+        psutil.wait_procs(children, timeout=1.0)
 
 
 def _run(argv: list[str], local) -> int:

@@ -155,7 +155,6 @@ class WarmWorkerPool:
         self._command = list(command)
         self._lock = threading.Lock()
         self._waiting: list[subprocess.Popen] = []
-        self._started: list[subprocess.Popen] = []
         self.taken = 0
 
     def start(self, count: int) -> None:
@@ -177,8 +176,6 @@ class WarmWorkerPool:
             LOG.warning("could not start a worker process ahead of the run (%s); "
                         "DirectRunner starts its own", error)
             return None
-        with self._lock:
-            self._started.append(process)
         return process
 
     def __len__(self) -> int:
@@ -204,14 +201,6 @@ class WarmWorkerPool:
             process.kill()
             process.stdin.close()
             process.wait()
-
-    def kill_all(self) -> None:
-        """Kills every process this pool started, taken or not (Ctrl-C: the run is over)."""
-        with self._lock:
-            started = list(self._started)
-        for process in started:
-            if process.poll() is None:
-                process.kill()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -329,7 +329,9 @@ def test_a_stop_signal_prints_one_line_and_leaves_nothing_half_written_or_runnin
         emulator, tmp_path, stop, line, code, extra):
     rows = [ca_row(f"order_{i}" if i % 10 else None) for i in range(4_000)]   # 1 in 10 dead-lettered
     export = write_parquet(tmp_path / "export.parquet", rows, row_group_size=500)
-    emulator.set_latency(0.2)
+    # Sending everything takes at least 72 requests / 8 in flight x 0.5 s: the signal lands
+    # well inside the run even on a loaded machine.
+    emulator.set_latency(0.5)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "pipeline", "--input", str(export), "--pixel-id", EMULATOR_PIXEL_ID,
                "--endpoint", emulator.url, "--batch-size", "50", "--report", str(out / "report.json"),
