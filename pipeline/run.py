@@ -168,9 +168,10 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
     options = parse_options(argv)    # an argument Beam would discard is an error
     opts = options.view_as(CapiSyncOptions)
     validate_options(opts)
-    apply_local_plan(options, local or plan_local_runner(argv))
+    runner_plan = local or plan_local_runner(argv)
+    apply_local_plan(options, runner_plan)      # checks the plan agrees with --runner
     dry_run = dataflow.dry_run_requested(options)
-    if dry_run or options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
+    if dry_run or not runner_plan.local:
         dataflow.check_remote_run(options, dry_run)
     mapping_plan = load_mapping(opts.mapping)
     if not opts.pixel_id and mapping_plan.pixel_id is None and \
@@ -194,7 +195,7 @@ def plan_run(argv: list[str], now: dt.datetime | None = None,
         check_outputs_writable(opts, dead_letter_prefix)
         schema_notes = check_source(opts, mapping_plan, lower_bound,
                                     options.view_as(GoogleCloudOptions).project,
-                                    local=options.view_as(StandardOptions).runner in DIRECT_RUNNERS)
+                                    local=runner_plan.local)
     return options, RunPlan(
         options=opts,
         mapping_plan=mapping_plan,
